@@ -1,0 +1,35 @@
+"""lumiere_jax: a TPU-native JAX/Flax reimplementation of Lumiere (space-time diffusion video)."""
+import setuptools
+
+setuptools.setup(
+    name="lumiere_jax",
+    version="0.1.0",
+    description="Space-Time U-Net video diffusion (Lumiere) in JAX/Flax, with TFDS/grain data, "
+    "Orbax checkpoints and jit-compiled sampling.",
+    packages=setuptools.find_packages(include=["lumiere_jax", "lumiere_jax.*"]),
+    python_requires=">=3.10",
+    # Versions checked together on the CPU dev machine (DESIGN.md section 3).
+    install_requires=[
+        "jax[cpu]==0.10.2",
+        "jaxlib==0.10.2",
+        "flax==0.12.8",
+        "optax==0.2.8",
+        "orbax-checkpoint==0.12.8",
+        "tensorflow-datasets==4.9.10",
+        "grain==0.2.18",
+        "array-record==0.8.6",
+        "sentencepiece==0.2.3",
+        "absl-py==2.5.1",
+        "ml-collections==1.1.0",
+        "einops==0.8.2",
+        "numpy>=1.26,<3",
+        "av==18.1.0",
+        "imageio==2.38.1",
+        "pillow>=10,<14",
+        "tensorboardX==2.6.5",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10"],
+        "tpu": ["libtpu"],
+    },
+)
