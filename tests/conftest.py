@@ -5,3 +5,27 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
   os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
+
+import importlib.util
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_experiment(name: str, arg: str = ""):
+  """`experiments/<name>.py:get_config(arg)`, as `--config=experiments/<name>.py:arg` loads it."""
+  spec = importlib.util.spec_from_file_location(f"experiments.{name}",
+                                                REPO / "experiments" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+  """One synthetic dataset directory shared by the whole session (built on first use)."""
+  path = tmp_path_factory.mktemp("tfds")
+  os.environ["LUMIERE_DATA_DIR"] = str(path)
+  return path

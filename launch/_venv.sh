@@ -1,0 +1,22 @@
+# Sourced by the launch scripts: picks the active venv, or creates ./.venv, and installs the
+# project into it (quietly; pip skips what is already installed).
+# Usage: source launch/_venv.sh [EXTRAS]   (e.g. "test"); sets $PY.
+if [[ -n "${VIRTUAL_ENV:-}" ]]; then
+  PY="${VIRTUAL_ENV}/bin/python"
+else
+  if [[ ! -x .venv/bin/python ]]; then
+    echo "[setup] creating .venv" >&2
+    python3 -m venv .venv
+  fi
+  PY=.venv/bin/python
+fi
+_extras="${1:-}"
+_target="."
+[[ -n "${_extras}" ]] && _target=".[${_extras}]"
+_stamp=".venv-installed${_extras:+-${_extras}}"
+if [[ ! -f "${_stamp}" || setup.py -nt "${_stamp}" ]] || ! "${PY}" -c "import lumiere_jax" 2>/dev/null; then
+  echo "[setup] installing lumiere_jax${_extras:+[${_extras}]} into $(dirname "$(dirname "${PY}")")" >&2
+  "${PY}" -m pip install -q --disable-pip-version-check -e "${_target}" >&2
+  touch "${_stamp}"
+fi
+export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"

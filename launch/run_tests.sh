@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Installs the test dependencies (into the active venv or ./.venv) and runs the test suite.
+# Extra arguments go to pytest, e.g. tests/test_train.py -x.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+source launch/_venv.sh test || exit 1
+"${PY}" -m pytest "$@"
+rc=$?
+if [[ ${rc} -eq 5 ]]; then
+  echo "ERROR: pytest collected no tests: the suite is missing, this must not pass." >&2
+fi
+exit ${rc}

@@ -1,0 +1,103 @@
+"""Orbax checkpointing: train state + data-iterator state + config in one step directory."""
+import json
+import os
+from typing import Any
+
+import grain.python as grain
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from absl import logging
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint exists but cannot be restored; the message says which step and what to do."""
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict:
+  return json.loads(config.to_json_best_effort())
+
+
+def create_manager(workdir: str, train_cfg, read_only: bool = False) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(
+      max_to_keep=train_cfg.get("max_to_keep", 3),
+      enable_async_checkpointing=train_cfg.get("async_checkpointing", True),
+      create=not read_only, read_only=read_only,
+  )
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR),
+                               options=options)
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state: Any, data_iter: Any,
+         config: ml_collections.ConfigDict, force: bool = False) -> bool:
+  items = dict(state=ocp.args.StandardSave(state),
+               config=ocp.args.JsonSave(config_to_dict(config)))
+  if data_iter is not None:
+    items["data"] = grain.PyGrainCheckpointSave(data_iter)
+  return mngr.save(step, args=ocp.args.Composite(**items), force=force)
+
+
+def _restore_error(mngr, step: int, error: Exception) -> CheckpointError:
+  earlier = [s for s in mngr.all_steps() if s < step]
+  hint = (f"delete {mngr.directory / str(step)} to resume from step {max(earlier)}"
+          if earlier else "delete it to start fresh")
+  return CheckpointError(f"checkpoint step {step} in {mngr.directory} cannot be restored "
+                         f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); {hint}")
+
+
+def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
+            data_iter: Any = None) -> Any:
+  """Restores the train state (onto the shardings of `abstract_state`) and the data iterator."""
+  items = dict(state=ocp.args.StandardRestore(abstract_state))
+  if data_iter is not None:
+    items["data"] = grain.PyGrainCheckpointRestore(data_iter)
+  try:
+    restored = mngr.restore(step, args=ocp.args.Composite(**items))
+  except Exception as e:  # Orbax/tensorstore raise many types; all mean "this step is unusable".
+    raise _restore_error(mngr, step, e) from e
+  return restored["state"]
+
+
+def restore_subtree(workdir: str, keys: tuple[str, ...], abstract_tree: Any,
+                    step: int | None = None) -> tuple[Any, int]:
+  """Restores `state[keys[0]][keys[1]]...` (e.g. ("ema_params",)) of a workdir's checkpoint.
+
+  Used to sample from a checkpoint and to initialise from another run without its optimizer.
+  `abstract_tree` holds `jax.ShapeDtypeStruct`s with shardings for that subtree only.
+  """
+  mngr = create_manager(workdir, ml_collections.ConfigDict(), read_only=True)
+  steps = mngr.all_steps()
+  if not steps:
+    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}")
+  if step is None:
+    step = max(steps)
+  elif step not in steps:
+    raise FileNotFoundError(f"checkpoint step {step} not found in {workdir}; "
+                            f"available steps: {sorted(steps)}")
+  target = abstract_tree
+  for key in reversed(keys):
+    target = {key: target}
+  try:
+    restored = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(
+            item=target, partial_restore=True,
+            restore_args=jax.tree.map(
+                lambda x: ocp.ArrayRestoreArgs(sharding=x.sharding, dtype=x.dtype), target))))
+  except Exception as e:  # See `restore`.
+    raise _restore_error(mngr, step, e) from e
+  tree = restored["state"]
+  for key in keys:
+    tree = tree[key]
+  logging.info("Restored %s from %s step %d", "/".join(keys), workdir, step)
+  return tree, step
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a workdir was trained with (written at the start of training)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: is {workdir} a lumiere_jax training workdir?")
+  with open(path, encoding="utf-8") as f:
+    return ml_collections.ConfigDict(json.load(f))

@@ -1,0 +1,95 @@
+r"""lumiere_jax command line: train a model or sample videos from a checkpoint.
+
+  python -m lumiere_jax.main --config=experiments/tiny.py --workdir=workdirs/tiny --mode=train
+  python -m lumiere_jax.main --config=experiments/tiny.py --workdir=workdirs/tiny --mode=sample \
+      --prompt="a green square moves to the right"
+
+Any config value can be overridden: `--config.train.steps=100 --config.sample.guidance=5`.
+"""
+import os
+import re
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Experiment config file (experiments/*.py[:variant]).",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
+flags.DEFINE_enum("mode", "train", ["train", "sample"], "What to do.")
+flags.DEFINE_multi_string("prompt", None, "Prompt(s) for --mode=sample (default: config.sample.prompts).")
+flags.DEFINE_integer("step", None, "Checkpoint step for --mode=sample (default: latest).")
+flags.DEFINE_integer("seed", None, "Sampling seed (default: config.sample.seed).")
+flags.DEFINE_string("out_dir", None, "Where --mode=sample writes (default: workdir/samples/<step>).")
+flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (Cloud TPU: no args needed).")
+
+# Errors that carry a clear message (bad input, environment, diverged training): reported as one
+# line; the traceback is logged at --verbosity=1.
+CLEAR_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
+                FloatingPointError)
+
+
+def run(argv) -> None:
+  if len(argv) > 1:
+    _die(f"unexpected arguments: {' '.join(argv[1:])}")
+  if FLAGS.config is None:
+    _die("--config is required, e.g. --config=experiments/tiny.py")
+  if not FLAGS.workdir:
+    _die(f"--workdir is required for --mode={FLAGS.mode}")
+  if FLAGS.multihost:
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.distributed.initialize()
+  # Imported here so flag errors are reported before JAX starts up.
+  from lumiere_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from lumiere_jax import sample  # pylint: disable=g-import-not-at-top
+  from lumiere_jax import train  # pylint: disable=g-import-not-at-top
+  try:
+    if FLAGS.mode == "train":
+      summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+      samples = os.path.join(os.path.abspath(FLAGS.workdir), "samples")
+      print(f"Training done ({summary.get('end_step', summary['start_step'])} steps). "
+            f"Videos: {samples}", flush=True)
+    elif FLAGS.mode == "sample":
+      out_dir = sample.sample_from_workdir(FLAGS.config, FLAGS.workdir, prompts=FLAGS.prompt,
+                                           step=FLAGS.step, seed=FLAGS.seed, out_dir=FLAGS.out_dir)
+      print(f"Videos: {out_dir}", flush=True)
+  except (checkpoint.CheckpointError,) + CLEAR_ERRORS as e:
+    logging.debug("Traceback of the error below:", exc_info=True)
+    _die(str(e))
+
+
+def _die(message: str) -> None:
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(1)
+
+
+def _flag_error_line(error: Exception, argv: list[str]) -> str:
+  """One line for a flag-parsing error (ml_collections raises with nested tracebacks)."""
+  text = str(error).replace("\\n", "\n").replace("\\'", "'")
+  if isinstance(error, (AttributeError, KeyError)):
+    key = re.search(r"'(\w+)'", text)
+    key = key.group(1) if key else "?"
+    bad = [a.split("=")[0] for a in argv if a.startswith("--config.") and key in a]
+    hint = re.search(r'Did you mean "(\w+)"', text)
+    return (f"unknown config key {key!r} in {', '.join(bad) or 'the config overrides'}"
+            + (f"; did you mean {hint.group(1)!r}?" if hint else ""))
+  lines = [l.strip() for l in text.splitlines() if l.strip()]
+  return f"{lines[0]} {lines[-1]}" if len(lines) > 1 else (lines[0] if lines else repr(error))
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError) as e:
+    _die(_flag_error_line(e, argv))
+
+
+def main():
+  app.run(run, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,358 @@
+"""Training as a library: `train_and_evaluate(config, workdir)`.
+
+One train state pytree (params, EMA params, optimizer state, step, RNG). Its shapes come from
+`jax.eval_shape`, it is created directly with its shardings (`jit(out_shardings=...)`), and the
+step is `jit`-ed with donated state. Resume order: own workdir -> `config.resume` (full state of
+another run) -> `config.init_from` (params only; a text-to-image run is inflated) -> fresh.
+"""
+import os
+import shutil
+import signal
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from PIL import Image
+
+from lumiere_jax import checkpoint as ckpt_lib
+from lumiere_jax import metrics as metrics_lib
+from lumiere_jax import modeling
+from lumiere_jax import progress as progress_lib
+from lumiere_jax import sample as sample_lib
+from lumiere_jax import sharding as sharding_lib
+from lumiere_jax.data import pipeline
+from lumiere_jax.data import synthetic
+from lumiere_jax.data import tokenizer as tokenizer_lib
+from lumiere_jax.diffusion import losses
+from lumiere_jax.models import inflate as inflate_lib
+from lumiere_jax.models import model as model_lib
+
+TOKENIZER_FILE = "tokenizer.model"
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  ema_params: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+def check_workdir(workdir: str) -> str:
+  """Creates the workdir and fails with one clear line if it is not writable."""
+  workdir = os.path.abspath(workdir)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, ".write_test")
+    with open(probe, "w", encoding="utf-8") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise ValueError(f"--workdir {workdir} is not writable: {e.strerror}") from e
+  return workdir
+
+
+def learning_rate_schedule(train_cfg) -> optax.Schedule:
+  warmup = min(train_cfg.warmup_steps, max(train_cfg.steps - 1, 0))
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=train_cfg.lr, warmup_steps=warmup,
+      decay_steps=max(train_cfg.steps, warmup + 1),
+      end_value=train_cfg.lr * train_cfg.end_lr_fraction)
+
+
+def build_optimizer(config, params_like: Any) -> tuple[optax.GradientTransformation, Any]:
+  """AdamW with warmup + cosine decay and global-norm clipping; frozen params get no update."""
+  schedule = learning_rate_schedule(config.train)
+  tx = optax.chain(
+      optax.clip_by_global_norm(config.train.grad_clip),
+      optax.adamw(schedule, b1=config.train.b1, b2=config.train.b2,
+                  weight_decay=config.train.weight_decay))
+  if config.freeze_non_temporal:
+    labels = jax.tree.map(lambda trainable: "train" if trainable else "freeze",
+                          inflate_lib.temporal_mask(params_like))
+    tx = optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, labels)
+  return tx, schedule
+
+
+def training_condition(video: jax.Array, rng: jax.Array) -> jax.Array:
+  """Random 7-channel conditioning for the conditional model: masked video + mask.
+
+  Each example gets one of the paper's tasks: image-to-video (first frame known), inpainting
+  (a box unknown in every frame), cinemagraph (a box animated, the rest frozen to frame 0).
+  """
+  b, t, h, w, _ = video.shape
+  k_task, k_box = jax.random.split(rng)
+  task = jax.random.randint(k_task, (b,), 0, 3)
+  lo = jax.random.randint(k_box, (b, 2), 0, h // 2)
+  size = h // 2
+  ys, xs = jnp.arange(h)[None, :], jnp.arange(w)[None, :]
+  in_box = (((ys >= lo[:, :1]) & (ys < lo[:, :1] + size))[:, :, None]
+            & ((xs >= lo[:, 1:]) & (xs < lo[:, 1:] + size))[:, None, :])  # (b, h, w)
+  first = (jnp.arange(t) == 0)[None, :, None, None]
+  i2v = jnp.broadcast_to(first, (b, t, h, w))
+  inpaint = jnp.broadcast_to(~in_box[:, None], (b, t, h, w))
+  frozen = inpaint
+  mask = jnp.where(task[:, None, None, None] == 0, i2v,
+                   jnp.where(task[:, None, None, None] == 1, inpaint, frozen))
+  mask = mask[..., None].astype(video.dtype)
+  known = jnp.where((task == 2)[:, None, None, None, None],
+                    jnp.broadcast_to(video[:, :1], video.shape), video)
+  return jnp.concatenate([known * mask, mask], axis=-1)
+
+
+def make_train_step(model, tx, schedule, config):
+  """The pure train step: loss, grads (optionally accumulated), update, EMA."""
+  accum = config.train.grad_accum
+
+  def loss_fn(params, batch, rng):
+    k_cond, k_loss = jax.random.split(rng)
+    emb = model.apply({"params": params}, batch["tokens"], batch["text_mask"],
+                      method=model.encode_text)
+    video = batch["video"]
+    cond = training_condition(video, k_cond) if config.model.cond_channels == 4 else None
+
+    def denoise(x, t, e, m, c):
+      return model.apply({"params": params}, x, t, e, m, c, method=model.denoise)
+
+    loss, aux = losses.diffusion_loss(denoise, video, emb, batch["text_mask"], cond, k_loss,
+                                      config.diffusion)
+    return loss, aux
+
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+
+  def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    rng = jax.random.fold_in(state.rng, state.step)
+    batch = {k: batch[k] for k in ("video", "tokens", "text_mask")}
+    if accum == 1:
+      (loss, _), grads = grad_fn(state.params, batch, rng)
+    else:
+      micro = jax.tree.map(lambda x: x.reshape((accum, -1) + x.shape[1:]), batch)
+
+      def body(carry, inputs):
+        i, mb = inputs
+        (l, _), g = grad_fn(state.params, mb, jax.random.fold_in(rng, i))
+        return jax.tree.map(jnp.add, carry, (l, g)), None
+
+      zeros = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, state.params))
+      (loss, grads), _ = jax.lax.scan(body, zeros, (jnp.arange(accum), micro))
+      loss, grads = jax.tree.map(lambda x: x / accum, (loss, grads))
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    decay = jnp.minimum(config.train.ema_decay, (1.0 + state.step) / (10.0 + state.step))
+    ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
+    metrics = dict(loss=loss, grad_norm=optax.global_norm(grads), lr=schedule(state.step))
+    return TrainState(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state,
+                      rng=state.rng), metrics
+
+  return train_step
+
+
+def create_train_state(model, config, mesh) -> tuple[Any, Any, Any, Any]:
+  """Returns (init_fn, abstract state with shardings, state shardings, (tx, schedule))."""
+  boxed = modeling.abstract_params(model, config)
+  params_like = flax.linen.meta.unbox(boxed)
+  tx, schedule = build_optimizer(config, params_like)
+  p_sh = sharding_lib.logical_to_shardings(boxed, mesh, config.mesh)
+  abstract_opt = jax.eval_shape(tx.init, params_like)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  state_sh = TrainState(step=replicated, params=p_sh, ema_params=p_sh,
+                        opt_state=sharding_lib.opt_state_shardings(tx, abstract_opt, p_sh, mesh),
+                        rng=replicated)
+
+  def init_fn(rng):
+    k_init, k_train = jax.random.split(rng)
+    params = flax.linen.meta.unbox(model.init(k_init, *modeling.dummy_inputs(config))["params"])
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=params,
+                      opt_state=tx.init(params), rng=k_train)
+
+  abstract = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
+  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          abstract, state_sh)
+  init = jax.jit(init_fn, out_shardings=state_sh)
+  return init, abstract, state_sh, (tx, schedule)
+
+
+def _params_from(workdir: str, abstract_params_tree: Any, config) -> Any:
+  """Params of another run for `config.init_from`; a text-to-image run is inflated."""
+  src_cfg = ckpt_lib.load_config(workdir)
+  src_abstract = abstract_params_tree
+  if src_cfg.model.temporal != config.model.temporal or (
+      src_cfg.model.cond_channels != config.model.cond_channels):
+    src_model = modeling.build(src_cfg, _vocab_size_of(workdir))
+    src_boxed = modeling.abstract_params(src_model, src_cfg)
+    replicated = jax.sharding.NamedSharding(
+        jax.tree.leaves(abstract_params_tree)[0].sharding.mesh, jax.sharding.PartitionSpec())
+    src_abstract = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+        flax.linen.meta.unbox(src_boxed))
+  src, step = ckpt_lib.restore_subtree(workdir, ("ema_params",), src_abstract)
+  logging.info("init_from %s step %d", workdir, step)
+  return src
+
+
+def _vocab_size_of(workdir: str) -> int:
+  return tokenizer_lib.Tokenizer.load(os.path.join(workdir, TOKENIZER_FILE)).vocab_size
+
+
+class _PreemptionFlag:
+  """Turns SIGTERM into a flag the loop checks, so it can save before exiting."""
+
+  def __init__(self):
+    self.set = False
+    self._previous = None
+
+  def __enter__(self):
+    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    logging.warning("SIGTERM received: saving a checkpoint and exiting.")
+    self.set = True
+
+  def __exit__(self, *exc):
+    signal.signal(signal.SIGTERM, self._previous)
+
+
+def setup_data(config, workdir: str):
+  """Builds (or reuses) the dataset and tokenizer; copies the tokenizer into the workdir."""
+  data_dir = synthetic.resolve_data_dir(config.data)
+  builder = synthetic.build_dataset(config.data, data_dir)
+  tokenizer = tokenizer_lib.get_or_train_tokenizer(builder, config.data)
+  if jax.process_index() == 0:
+    dst = os.path.join(workdir, TOKENIZER_FILE)
+    if not os.path.exists(dst):
+      shutil.copyfile(tokenizer.path, dst)
+  return builder, tokenizer
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains `config` in `workdir`, resuming if possible; returns a summary of the run."""
+  workdir = check_workdir(workdir)
+  is_chief = jax.process_index() == 0
+  if is_chief:
+    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+      f.write(config.to_json_best_effort(indent=2))
+  mesh = sharding_lib.create_mesh(config.mesh)
+  logging.info("Mesh %s on %d devices, %d processes", dict(mesh.shape), jax.device_count(),
+               jax.process_count())
+
+  builder, tokenizer = setup_data(config, workdir)
+  data_iter = pipeline.create_data_iterator(
+      config.data, builder, tokenizer, "train", config.train.batch_size, seed=config.seed)
+
+  model = modeling.build(config, tokenizer.vocab_size)
+  init_fn, abstract_state, state_sh, (tx, schedule) = create_train_state(model, config, mesh)
+  num_params = model_lib.count_params(abstract_state.params)
+  logging.info("Model: %.3fM parameters", num_params / 1e6)
+
+  mngr = ckpt_lib.create_manager(workdir, config.train)
+  latest = mngr.latest_step()
+  if latest is not None:
+    logging.info("Resuming from own workdir step %d", latest)
+    state = ckpt_lib.restore(mngr, latest, abstract_state, data_iter)
+  elif config.resume:
+    logging.info("Resuming train state from config.resume=%s", config.resume)
+    state, _ = ckpt_lib.restore_subtree(config.resume, (), abstract_state)
+    state = TrainState(**state) if isinstance(state, dict) else state
+  else:
+    state = init_fn(jax.random.PRNGKey(config.seed))
+    if config.init_from:
+      src = _params_from(config.init_from, abstract_state.params, config)
+      params = jax.jit(inflate_lib.inflate, out_shardings=state_sh.params)(src, state.params)
+      state = state.replace(params=params, ema_params=params)
+      logging.info("Initialised params from config.init_from=%s", config.init_from)
+    else:
+      logging.info("Starting from scratch (no checkpoint, resume or init_from)")
+
+  batch_sh = sharding_lib.batch_sharding(mesh, config.mesh)
+  step_fn = jax.jit(make_train_step(model, tx, schedule, config),
+                    in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
+                    donate_argnums=(0,))
+  writer = metrics_lib.MetricWriter(workdir, enabled=is_chief)
+  start_step = int(state.step)
+  total = config.train.steps
+  summary = dict(num_params=num_params, start_step=start_step, workdir=workdir)
+  if start_step >= total:
+    logging.info("Already trained to step %d >= train.steps=%d", start_step, total)
+    _sample_at_end(config, workdir, state, model, tokenizer, start_step, writer)
+    return summary
+
+  def next_batch():
+    return pipeline.make_global_batch(next(data_iter), mesh,
+                                      sharding_lib.batch_axes(config.mesh))
+
+  batch = next_batch()
+  t0 = time.monotonic()
+  compiled = step_fn.lower(state, batch).compile()
+  compile_s = time.monotonic() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  step_flops = float(cost.get("flops", 0.0)) if cost else 0.0
+  logging.info("Compiled train step in %.1fs; %.3g FLOPs per step per device", compile_s,
+               step_flops)
+  summary.update(compile_seconds=compile_s, step_flops=step_flops)
+
+  progress = progress_lib.Progress("train", total, unit="steps", start=start_step)
+  losses_window, t_window, step = [], time.monotonic(), start_step
+  last_good = latest
+  with _PreemptionFlag() as preempted:
+    while step < total:
+      state, metrics = compiled(state, batch)
+      step += 1
+      if step < total:
+        batch = next_batch()  # Overlaps host data work with the running step.
+      loss = float(metrics["loss"])
+      if not np.isfinite(loss):
+        raise FloatingPointError(
+            f"non-finite loss {loss} at step {step}; stopping. Last good checkpoint: "
+            f"{last_good if last_good is not None else 'none'} (not overwritten)")
+      losses_window.append(loss)
+      progress.update(step, extra=f"loss {loss:.4f}")
+      if step % config.train.log_every == 0 or step == total:
+        dt = (time.monotonic() - t_window) / len(losses_window)
+        scalars = dict(loss=float(np.mean(losses_window)), grad_norm=float(metrics["grad_norm"]),
+                       learning_rate=float(metrics["lr"]), step_time=dt,
+                       clips_per_second=config.train.batch_size / dt,
+                       flops_per_device=step_flops / dt)
+        if config.train.peak_flops_per_device:
+          scalars["mfu"] = step_flops / dt / config.train.peak_flops_per_device
+        writer.scalars(step, scalars)
+        summary.update(last_metrics=scalars)
+        losses_window, t_window = [], time.monotonic()
+      must_stop = preempted.set or mngr.reached_preemption(step)
+      if step % config.train.ckpt_every == 0 or step == total or must_stop:
+        ckpt_lib.save(mngr, step, state, data_iter, config, force=True)
+        last_good = step
+      if must_stop:
+        mngr.wait_until_finished()
+        logging.warning("Preempted at step %d: checkpoint saved, exiting cleanly.", step)
+        summary.update(preempted_at=step)
+        return summary
+      if config.train.sample_every and step % config.train.sample_every == 0 and step < total:
+        _sample_at_end(config, workdir, state, model, tokenizer, step, writer)
+  progress.close()
+  mngr.wait_until_finished()
+  summary.update(end_step=step, train_seconds=time.monotonic() - t0)
+  _sample_at_end(config, workdir, state, model, tokenizer, step, writer)
+  writer.close()
+  return summary
+
+
+def _sample_at_end(config, workdir, state, model, tokenizer, step, writer):
+  if not (config.train.sample_at_end or config.train.sample_every):
+    return
+  params = state.ema_params if config.sample.use_ema else state.params
+  out_dir = sample_lib.generate_to_dir(config, model, params, tokenizer,
+                                       list(config.sample.prompts),
+                                       os.path.join(workdir, "samples", str(step)))
+  grid = os.path.join(out_dir, "grid.png")
+  if os.path.exists(grid):
+    writer.image(step, "samples", np.asarray(Image.open(grid).convert("RGB")))
