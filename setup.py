@@ -27,6 +27,8 @@ setuptools.setup(
         "imageio==2.38.1",
         "pillow>=10,<14",
         "tensorboardX==2.6.5",
+        # TFDS 4.9.10 imports it for builders in dotted modules but only requires it on py<3.9.
+        "importlib_resources==7.1.0",
     ],
     extras_require={
         "test": ["pytest>=8,<10"],

@@ -1,0 +1,128 @@
+"""Per-process grain input pipeline: TFDS array_record source -> batches of numpy arrays.
+
+Each process reads its own shard (`ShardByJaxProcess`) and yields its slice of the global
+batch; `make_global_batch` assembles the global `jax.Array`s. The returned iterator's state goes
+into the Orbax checkpoint (`grain.python.PyGrainCheckpointSave/Restore` inside
+`ocp.args.Composite`), so a resumed run continues with exactly the next batch.
+"""
+import dataclasses
+
+import grain.python as grain
+import jax
+import numpy as np
+
+_NON_LABEL_KEYS = ("video", "caption")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeVideo(grain.MapTransform):
+  """uint8 video -> float32 in [-1, 1]; caption -> str; attribute labels -> int32."""
+
+  def map(self, element):
+    out = {k: np.int32(v) for k, v in element.items() if k not in _NON_LABEL_KEYS}
+    out["video"] = element["video"].astype(np.float32) / 127.5 - 1.0
+    caption = element["caption"]
+    out["caption"] = caption.decode("utf-8") if isinstance(caption, bytes) else caption
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomTemporalCrop(grain.RandomMapTransform):
+  """Random window of `num_frames` frames from a longer stored clip."""
+  num_frames: int
+
+  def random_map(self, element, rng):
+    start = rng.integers(element["video"].shape[0] - self.num_frames + 1)
+    element["video"] = element["video"][start:start + self.num_frames]
+    return element
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomFlip(grain.RandomMapTransform):
+  """Flips the video along `axis` (0: time, 2: width) with probability 1/2.
+
+  Off by default: on captioned motion data a flip contradicts the caption ("moves left").
+  """
+  axis: int
+
+  def random_map(self, element, rng):
+    if rng.integers(2):
+      element["video"] = np.flip(element["video"], axis=self.axis)
+    return element
+
+
+@dataclasses.dataclass(frozen=True)
+class Tokenize(grain.MapTransform):
+  """caption -> `tokens` int32 (L,), `text_mask` bool (L,); the string itself is dropped."""
+  tokenizer: object
+  max_len: int
+
+  def map(self, element):
+    tokens, mask = self.tokenizer.encode([element.pop("caption")], self.max_len)
+    element["tokens"], element["text_mask"] = tokens[0], mask[0]
+    return element
+
+
+def create_data_iterator(data_cfg, builder, tokenizer, split, global_batch_size, seed,
+                         shuffle=True, num_epochs=None, shard_options=None):
+  """Returns a checkpointable grain `DataLoaderIterator` over this process's batches.
+
+  Args:
+    data_cfg: `config.data` (num_frames, max_text_len, random_flip, random_temporal_flip,
+      worker_count).
+    builder: a prepared TFDS builder with `video` (T, H, W, 3) uint8 and `caption` features.
+    tokenizer: `tokenizer.Tokenizer`.
+    split: TFDS split name, e.g. "train".
+    global_batch_size: batch over all processes; each yields `global // shard_count` examples.
+    seed: shuffle and augmentation seed.
+    shuffle: reshuffle every epoch.
+    num_epochs: None repeats forever (training); 1 for a single evaluation pass.
+    shard_options: grain `ShardOptions`; default one shard per JAX process, dropping the
+      remainder so every process yields the same number of batches.
+
+  Returns:
+    Iterator of dicts: `video` (b, T, H, W, 3) float32, `tokens` (b, L) int32, `text_mask`
+    (b, L) bool and the integer attribute labels (b,).
+  """
+  if shard_options is None:
+    shard_options = grain.ShardByJaxProcess(drop_remainder=True)
+  if global_batch_size < 1 or global_batch_size % shard_options.shard_count:
+    raise ValueError(f"Global batch size {global_batch_size} is not a positive multiple of the "
+                     f"process count {shard_options.shard_count}.")
+  stored_frames = builder.info.features["video"].shape[0]
+  if stored_frames < data_cfg.num_frames:
+    raise ValueError(f"Dataset clips have {stored_frames} frames, fewer than num_frames="
+                     f"{data_cfg.num_frames}.")
+  source = builder.as_data_source(split)
+  sampler = grain.IndexSampler(num_records=len(source), shard_options=shard_options,
+                               shuffle=shuffle, num_epochs=num_epochs, seed=seed)
+  operations = [DecodeVideo()]
+  if stored_frames > data_cfg.num_frames:
+    operations.append(RandomTemporalCrop(data_cfg.num_frames))
+  if data_cfg.random_flip:
+    operations.append(RandomFlip(axis=2))
+  if data_cfg.random_temporal_flip:
+    operations.append(RandomFlip(axis=0))
+  operations += [Tokenize(tokenizer, data_cfg.max_text_len),
+                 grain.Batch(global_batch_size // shard_options.shard_count,
+                             drop_remainder=True)]
+  loader = grain.DataLoader(data_source=source, sampler=sampler, operations=operations,
+                            worker_count=data_cfg.worker_count)
+  return iter(loader)
+
+
+def make_global_batch(batch, mesh, batch_axes=("data", "fsdp")):
+  """Process-local numpy batch -> global `jax.Array`s sharded on dim 0 over `batch_axes`.
+
+  Axes missing from `mesh` are skipped, so a data-only mesh works with the default.
+  """
+  axes = tuple(a for a in batch_axes if a in mesh.axis_names)
+  if not axes:
+    raise ValueError(f"None of the batch axes {batch_axes} is in the mesh axes {mesh.axis_names}.")
+  num_shards = int(np.prod([mesh.shape[a] for a in axes]))
+  local = next(iter(jax.tree.leaves(batch))).shape[0]
+  if (local * jax.process_count()) % num_shards:
+    raise ValueError(f"Global batch {local * jax.process_count()} is not divisible by the "
+                     f"{num_shards} devices along mesh axes {axes}.")
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axes))
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)

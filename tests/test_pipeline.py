@@ -1,0 +1,129 @@
+"""Tests for the grain input pipeline."""
+import grain.python as grain
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from lumiere_jax.data import pipeline
+from lumiere_jax.data import synthetic
+from lumiere_jax.data import tokenizer as tokenizer_lib
+
+
+def _data_cfg(**overrides):
+  cfg = dict(name="synthetic_clips", variant="simple", data_dir="", num_frames=4, resolution=16,
+             fps=8, num_train=40, num_validation=8, num_test=8, builder_seed=0, max_text_len=16,
+             vocab_size=128, random_flip=False, random_temporal_flip=False, worker_count=0)
+  cfg.update(overrides)
+  return ml_collections.ConfigDict(cfg)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+  data_cfg = _data_cfg()
+  builder = synthetic.build_dataset(data_cfg, str(tmp_path_factory.mktemp("tfds")))
+  return data_cfg, builder, tokenizer_lib.get_or_train_tokenizer(builder, data_cfg)
+
+
+def _iterator(data, batch=8, seed=0, **kwargs):
+  data_cfg, builder, tok = data
+  return pipeline.create_data_iterator(data_cfg, builder, tok, "train", batch, seed, **kwargs)
+
+
+def _assert_batches_equal(a, b):
+  assert a.keys() == b.keys()
+  for key in a:
+    np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_batch_contents(data):
+  batch = next(_iterator(data))
+  assert batch["video"].shape == (8, 4, 16, 16, 3) and batch["video"].dtype == np.float32
+  assert -1.0 <= batch["video"].min() and batch["video"].max() <= 1.0
+  assert batch["video"].min() == -1.0 and batch["video"].max() == 1.0  # Black bg, pure colors.
+  assert batch["tokens"].shape == (8, 16) and batch["tokens"].dtype == np.int32
+  assert batch["text_mask"].dtype == bool and batch["text_mask"].any(1).all()
+  names = synthetic.label_names("simple")
+  for i, caption in enumerate(data[2].decode(batch["tokens"])):
+    for key in ("color", "shape", "direction"):
+      assert batch[key].dtype == np.int32
+      assert names[key][batch[key][i]] in caption.split()
+
+
+def test_deterministic_by_seed(data):
+  a, b, c = _iterator(data, seed=1), _iterator(data, seed=1), _iterator(data, seed=2)
+  first_a = next(a)
+  _assert_batches_equal(first_a, next(b))
+  _assert_batches_equal(next(a), next(b))
+  assert not np.array_equal(first_a["video"], next(c)["video"])
+
+
+def test_two_processes_read_disjoint_shards_covering_the_split(data):
+  def keys(batch):
+    return [v.tobytes() for v in batch["video"]]
+
+  shards = []
+  for index in range(2):
+    it = _iterator(data, shuffle=False, num_epochs=1,
+                   shard_options=grain.ShardOptions(shard_index=index, shard_count=2))
+    batches = list(it)
+    assert len(batches) == 5 and batches[0]["video"].shape[0] == 4  # 40 / 2 processes / 4.
+    shards.append({k for b in batches for k in keys(b)})
+  assert not shards[0] & shards[1]
+  whole = _iterator(data, batch=40, shuffle=False, num_epochs=1,
+                    shard_options=grain.NoSharding())
+  assert shards[0] | shards[1] == set(keys(next(whole)))
+
+
+def test_iterator_state_round_trips_through_orbax(data, tmp_path):
+  it = _iterator(data)
+  next(it)
+  manager = ocp.CheckpointManager(tmp_path / "ckpt")
+  manager.save(1, args=ocp.args.Composite(data=grain.PyGrainCheckpointSave(it)))
+  manager.wait_until_finished()
+  expected = [next(it) for _ in range(2)]
+  resumed = _iterator(data)
+  manager.restore(1, args=ocp.args.Composite(data=grain.PyGrainCheckpointRestore(resumed)))
+  for want in expected:
+    _assert_batches_equal(next(resumed), want)
+  manager.close()
+
+
+def test_temporal_crop_and_flips(data):
+  _, builder, tok = data
+  cfg = _data_cfg(num_frames=2, random_flip=True, random_temporal_flip=True)
+  batch = next(pipeline.create_data_iterator(cfg, builder, tok, "train", 8, 0))
+  assert batch["video"].shape == (8, 2, 16, 16, 3)
+  video = np.arange(24, dtype=np.float32).reshape(2, 2, 2, 3, 1)
+  seen = set()
+  for seed in range(16):
+    out = pipeline.RandomFlip(axis=2).random_map({"video": video}, np.random.default_rng(seed))
+    seen.add(out["video"].tobytes())
+    assert out["video"].tobytes() in (video.tobytes(), video[:, :, ::-1].tobytes())
+  assert len(seen) == 2
+  with pytest.raises(ValueError, match="fewer than num_frames"):
+    pipeline.create_data_iterator(_data_cfg(num_frames=5), builder, tok, "train", 8, 0)
+
+
+def test_batch_not_divisible_by_process_count(data):
+  with pytest.raises(ValueError, match="process count 3"):
+    _iterator(data, batch=8, shard_options=grain.ShardOptions(shard_index=0, shard_count=3))
+
+
+def test_make_global_batch_shards_the_batch_dimension():
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:8]).reshape(4, 2), ("data", "fsdp"))
+  batch = {"video": np.zeros((8, 2, 4, 4, 3), np.float32),
+           "tokens": np.arange(8 * 5, dtype=np.int32).reshape(8, 5)}
+  out = pipeline.make_global_batch(batch, mesh)
+  assert out["video"].shape == (8, 2, 4, 4, 3)
+  assert out["tokens"].sharding.spec == jax.sharding.PartitionSpec(("data", "fsdp"))
+  assert {s.data.shape[0] for s in out["tokens"].addressable_shards} == {1}
+  np.testing.assert_array_equal(np.asarray(out["tokens"]), batch["tokens"])
+  data_only = jax.sharding.Mesh(np.array(jax.devices()[:4]), ("data",))
+  assert pipeline.make_global_batch(batch, data_only)["tokens"].sharding.spec == (
+      jax.sharding.PartitionSpec(("data",)))
+  with pytest.raises(ValueError, match="not divisible"):
+    pipeline.make_global_batch({"tokens": batch["tokens"][:6]}, mesh)
+  with pytest.raises(ValueError, match="batch axes"):
+    pipeline.make_global_batch(batch, jax.sharding.Mesh(np.array(jax.devices()[:2]), ("model",)))
