@@ -1,0 +1,118 @@
+"""DDIM / DDPM ancestral sampling with classifier-free guidance, as one `lax.scan`.
+
+The whole sampler is a pure function of its array inputs, so callers can `jax.jit` it (closing
+over denoise_fn and the configs) and it compiles once per shape.
+"""
+import jax
+import jax.numpy as jnp
+
+from lumiere_jax.diffusion import schedules
+
+SAMPLERS = ('ddim', 'ddpm')
+
+
+def guided_denoise(denoise_fn, guidance):
+  """Wraps denoise_fn with classifier-free guidance: uncond + guidance * (cond - uncond).
+
+  The conditional and unconditional (zero embedding, all-False mask) inputs run as one doubled
+  batch. guidance == 1 is exactly the conditional prediction, so it skips the doubling.
+  """
+  guidance = float(guidance)
+  if guidance == 1.0:
+    return denoise_fn
+
+  def fn(x_t, t, text_emb, text_mask, cond):
+    both = lambda a: None if a is None else jnp.concatenate([a, a])
+    emb = jnp.concatenate([text_emb, jnp.zeros_like(text_emb)])
+    mask = jnp.concatenate([text_mask, jnp.zeros_like(text_mask)])
+    pred = denoise_fn(both(x_t), both(t), emb, mask, both(cond))
+    pred_cond, pred_uncond = jnp.split(pred, 2)
+    return pred_uncond + guidance * (pred_cond - pred_uncond)
+
+  return fn
+
+
+def _noise_to(x0, noise, t, diff_cfg):
+  """Samples q(x_t | x0) at a scalar time t."""
+  alpha, sigma = schedules.alpha_sigma(t, diff_cfg)
+  return alpha * x0 + sigma * noise
+
+
+def sample(denoise_fn, rng, shape, text_emb, text_mask, diff_cfg, sample_cfg, cond=None,
+           x_init=None, t_start=1.0, known=None):
+  """Generates videos by integrating from t_start down to 0 in sample_cfg.num_steps steps.
+
+  Args:
+    denoise_fn: (x_t, t, text_emb, text_mask, cond) -> prediction of type diff_cfg.prediction.
+    rng: PRNG key; the same key gives the same output.
+    shape: static output shape (B, T, H, W, C).
+    text_emb: (B, L, D) caption embeddings; text_mask: bool (B, L).
+    diff_cfg: config.diffusion (schedule, prediction).
+    sample_cfg: config.sample (sampler, num_steps, guidance, eta, clip_x0); guidance and the
+      rest must be Python values (they select the traced program).
+    cond: optional conditioning passed to denoise_fn at every step.
+    x_init: optional (B, T, H, W, C) video for SDEdit; noised to t_start with rng.
+    t_start: Python float in [0, 1]; < 1 requires x_init; 0 returns x_init unchanged.
+    known: optional (x_known, mask) with mask broadcastable to shape, 1 = known pixel. Known
+      pixels are replaced by the correctly noised x_known at every step and by x_known at the end.
+
+  Returns:
+    The final x0 estimate, (B, T, H, W, C).
+  """
+  shape = tuple(shape)
+  num_steps = int(sample_cfg.num_steps)
+  t_start = float(t_start)
+  if sample_cfg.sampler not in SAMPLERS:
+    raise ValueError(f'sample.sampler must be one of {SAMPLERS}, got {sample_cfg.sampler!r}')
+  if num_steps < 1:
+    raise ValueError(f'sample.num_steps must be >= 1, got {num_steps}')
+  if not 0.0 <= t_start <= 1.0:
+    raise ValueError(f't_start must be in [0, 1], got {t_start}')
+  if t_start < 1.0 and x_init is None:
+    raise ValueError(f't_start={t_start} < 1 (SDEdit) needs x_init')
+  if x_init is not None and tuple(x_init.shape) != shape:
+    raise ValueError(f'x_init has shape {tuple(x_init.shape)}, expected {shape}')
+  eta = 1.0 if sample_cfg.sampler == 'ddpm' else float(sample_cfg.eta)
+  prediction = diff_cfg.prediction
+
+  def paste_known(x, noised_known):
+    return x if known is None else jnp.where(known[1] > 0.5, noised_known, x)
+
+  if t_start == 0.0:
+    return paste_known(x_init, None if known is None else known[0])
+
+  init_rng, known_rng, step_rng = jax.random.split(rng, 3)
+  noise = schedules.noise(init_rng, shape)
+  x = noise if x_init is None else _noise_to(x_init, noise, t_start, diff_cfg)
+  if known is not None:
+    x = paste_known(x, _noise_to(known[0], schedules.noise(known_rng, shape), t_start,
+                                 diff_cfg))
+  fn = guided_denoise(denoise_fn, sample_cfg.guidance)
+  ts = jnp.linspace(t_start, 0.0, num_steps + 1, dtype=jnp.float32)
+
+  def step(carry, inputs):
+    x, _ = carry
+    t, s, key = inputs
+    noise_key, known_key = jax.random.split(key)
+    lsnr_t, lsnr_s = schedules.logsnr(t, diff_cfg), schedules.logsnr(s, diff_cfg)
+    alpha_t, sigma_t = schedules.alpha_sigma_from_logsnr(lsnr_t)
+    alpha_s, sigma_s = schedules.alpha_sigma_from_logsnr(lsnr_s)
+    pred = fn(x, jnp.full((shape[0],), t), text_emb, text_mask, cond).astype(jnp.float32)
+    x0, eps = schedules.pred_to_x0_eps(pred, x, alpha_t, sigma_t, prediction)
+    if sample_cfg.clip_x0:
+      x0 = jnp.clip(x0, -1.0, 1.0)
+      eps = (x - alpha_t * x0) / sigma_t
+    # Generalised DDIM; eta = 1 is the DDPM ancestral step (the posterior q(x_s | x_t, x0)),
+    # whose variance is sigma_s^2 * (1 - SNR(t) / SNR(s)).
+    var = eta**2 * sigma_s**2 * -jnp.expm1(lsnr_t - lsnr_s)
+    x_s = alpha_s * x0 + jnp.sqrt(jnp.maximum(sigma_s**2 - var, 0.0)) * eps
+    if eta > 0.0:
+      x_s = x_s + jnp.sqrt(var) * schedules.noise(noise_key, shape)
+    if known is not None:
+      x_s = paste_known(x_s, _noise_to(known[0], schedules.noise(known_key, shape), s,
+                                       diff_cfg))
+    return (x_s, x0), None
+
+  keys = jax.random.split(step_rng, num_steps)
+  (_, x0), _ = jax.lax.scan(step, (x, jnp.zeros(shape, jnp.float32)), (ts[:-1], ts[1:], keys))
+  return paste_known(x0, None if known is None else known[0])
