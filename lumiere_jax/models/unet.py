@@ -1,0 +1,195 @@
+"""One U-Net class for both stages: the T2I U-Net (`temporal=False`) and Lumiere's STUNet.
+
+The STUNet param tree is the T2I tree plus modules whose names start with `temporal_`, so
+inflation, freezing and weight interpolation select parameters by path (see `inflate.py`).
+"""
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from lumiere_jax.models import layers
+
+TEMPORAL_PREFIX = "temporal_"
+
+
+def temporal_factor(model_cfg) -> int:
+  """Total temporal downsampling of the STUNet (1 for the T2I U-Net)."""
+  if not model_cfg.temporal:
+    return 1
+  return 2 ** sum(bool(d) for d in model_cfg.temporal_downsample)
+
+
+def check_frames(model_cfg, num_frames: int) -> None:
+  """Raises a one-line ValueError if the clip length does not fit the temporal downsampling."""
+  factor = temporal_factor(model_cfg)
+  if num_frames % factor:
+    raise ValueError(f"num_frames={num_frames} is not divisible by the STUNet's total temporal "
+                     f"downsampling factor {factor} (model.temporal_downsample="
+                     f"{tuple(model_cfg.temporal_downsample)})")
+
+
+class UNet(layers.LayerBase):
+  """Text-conditioned U-Net on videos `(B, T, H, W, C)`; frames are independent unless temporal."""
+  channels: Sequence[int] = (32, 64)
+  num_res_blocks: int = 1
+  attn_levels: Sequence[int] = (1,)
+  num_heads: int = 4
+  head_dim: int | None = None
+  temporal: bool = True
+  temporal_downsample: Sequence[bool] = (True,)
+  temporal_attn_levels: Sequence[int] | None = None
+  temporal_text_attn: bool = True
+  space_to_depth: int = 2
+  cond_channels: int = 0
+  out_channels: int = 3
+  dropout: float = 0.0
+  norm_groups: int = 8
+  remat: bool = False
+
+  def _validate(self):
+    n = len(self.channels)
+    for c in self.channels:
+      if c % self.norm_groups:
+        raise ValueError(f"channel count {c} is not divisible by norm_groups={self.norm_groups}")
+      if c % self._heads(c):
+        raise ValueError(f"channel count {c} is not divisible by {self._heads(c)} heads")
+    if self.space_to_depth < 1:
+      raise ValueError(f"space_to_depth must be >= 1, got {self.space_to_depth}")
+    if any(not 0 <= i < n for i in self.attn_levels):
+      raise ValueError(f"attn_levels={tuple(self.attn_levels)} out of range for {n} levels")
+    if self.temporal:
+      if len(self.temporal_downsample) != n - 1:
+        raise ValueError(f"temporal_downsample needs {n - 1} entries (one per level transition), "
+                         f"got {tuple(self.temporal_downsample)}")
+      if any(not 0 <= i < n for i in self._temporal_attn_levels()):
+        raise ValueError(f"temporal_attn_levels={tuple(self.temporal_attn_levels)} out of range "
+                         f"for {n} levels")
+
+  def _heads(self, c: int) -> int:
+    if self.head_dim:
+      return max(c // self.head_dim, 1)
+    return self.num_heads
+
+  def _temporal_attn_levels(self) -> Sequence[int]:
+    if self.temporal_attn_levels is None:
+      return (len(self.channels) - 1,)
+    return tuple(self.temporal_attn_levels)
+
+  def _kw(self):
+    return dict(dtype=self.dtype, param_dtype=self.param_dtype)
+
+  def _attention(self, h, level, ctx, ctx_mask, name):
+    c = h.shape[-1]
+    if level in self.attn_levels:
+      h = layers.AttentionBlock(num_heads=self._heads(c), norm_groups=self.norm_groups,
+                                name=f"{name}_attn", **self._kw())(h, ctx, ctx_mask)
+    if self.temporal and level in self._temporal_attn_levels():
+      h = layers.TemporalAttentionBlock(
+          num_heads=self._heads(c), norm_groups=self.norm_groups,
+          text_attn=self.temporal_text_attn, name=f"{TEMPORAL_PREFIX}attn_{name}",
+          **self._kw())(h, ctx, ctx_mask)
+    return h
+
+  def _cond_embedding(self, t, text_emb, text_mask):
+    """FiLM input: sinusoidal(1000 t) -> MLP, plus a projection of the mask-mean-pooled text."""
+    dim = 4 * self.channels[0]
+    emb = layers.sinusoidal_embedding(t * 1000.0, self.channels[0]).astype(self.dtype)
+    emb = self.dense(dim, ("embed", "mlp"), name="time_mlp_1")(emb)
+    emb = self.dense(dim, ("mlp", "embed"), name="time_mlp_2")(nn.silu(emb))
+    m = text_mask.astype(text_emb.dtype)[..., None]
+    pooled = (text_emb * m).sum(1) / jnp.maximum(m.sum(1), 1.0)
+    return emb + self.dense(dim, ("embed", "mlp"), name="text_pool_proj")(pooled)
+
+  @nn.compact
+  def __call__(self, x, t, text_emb, text_mask, cond=None, train: bool = False):
+    """x (B, T, H, W, C), t (B,) in [0, 1], text_emb (B, L, D), text_mask (B, L) bool."""
+    self._validate()
+    b, frames, height, width, _ = x.shape
+    n = len(self.channels)
+    s = self.space_to_depth
+    spatial_factor = s * 2 ** (n - 1)
+    if height % spatial_factor or width % spatial_factor:
+      raise ValueError(f"frame size {height}x{width} is not divisible by space_to_depth * "
+                       f"2**(levels - 1) = {spatial_factor}")
+    check_frames(self, frames)
+    if (cond is None) != (self.cond_channels == 0):
+      raise ValueError(f"cond must be given iff cond_channels > 0 (cond_channels="
+                       f"{self.cond_channels}, cond is {'None' if cond is None else 'given'})")
+    if cond is not None and cond.shape != x.shape[:4] + (self.cond_channels,):
+      raise ValueError(f"cond shape {cond.shape} != {x.shape[:4] + (self.cond_channels,)}")
+
+    x = layers.constrain_video(x.astype(self.dtype))
+    text_emb = nn.with_logical_constraint(text_emb.astype(self.dtype), layers.TEXT_AXES)
+    emb = self._cond_embedding(t, text_emb, text_mask)
+    # A learned null token keeps cross-attention defined for all-masked (unconditional) text.
+    null = self.param("text_null", layers.partitioned(nn.initializers.normal(1.0),
+                                                      (None, "embed")),
+                      (1, text_emb.shape[-1]), self.param_dtype)
+    ctx = jnp.concatenate([jnp.broadcast_to(null.astype(self.dtype)[None],
+                                            (b, 1, text_emb.shape[-1])), text_emb], axis=1)
+    ctx_mask = jnp.concatenate([jnp.ones((b, 1), bool), text_mask.astype(bool)], axis=1)
+
+    h = layers.spatial(self.conv(self.channels[0], name="conv_in"), layers.space_to_depth(x, s))
+    if self.cond_channels:
+      # Zero-init so a checkpoint without cond channels fine-tunes from its exact function.
+      c_in = layers.space_to_depth(cond.astype(self.dtype), s)
+      h = h + layers.spatial(self.conv(self.channels[0], zero=True, use_bias=False,
+                                                       name="cond_in"),
+                             c_in)
+
+    res_block = layers.ResBlock
+    if self.remat:
+      res_block = nn.remat(layers.ResBlock, static_argnums=(3,))
+
+    def block(features, level, name):
+      return res_block(features=features, norm_groups=self.norm_groups, dropout=self.dropout,
+                       temporal=self.temporal and level < n - 1, name=name, **self._kw())
+
+    skips = [h]
+    for i, c in enumerate(self.channels):
+      for j in range(self.num_res_blocks):
+        h = block(c, i, f"down_{i}_res_{j}")(h, emb, train)
+        h = self._attention(h, i, ctx, ctx_mask, f"down_{i}_{j}")
+        skips.append(h)
+      if i < n - 1:
+        h = layers.Downsample(name=f"down_{i}_resample", **self._kw())(h)
+        if self.temporal and self.temporal_downsample[i]:
+          h = layers.TemporalDownsample(name=f"{TEMPORAL_PREFIX}down_{i}", **self._kw())(h)
+        skips.append(h)
+
+    for i in reversed(range(n)):
+      for j in range(self.num_res_blocks + 1):
+        h = jnp.concatenate([h, skips.pop()], axis=-1)
+        h = block(self.channels[i], i, f"up_{i}_res_{j}")(h, emb, train)
+        h = self._attention(h, i, ctx, ctx_mask, f"up_{i}_{j}")
+      if i > 0:
+        h = layers.Upsample(name=f"up_{i}_resample", **self._kw())(h)
+        if self.temporal and self.temporal_downsample[i - 1]:
+          h = layers.TemporalUpsample(name=f"{TEMPORAL_PREFIX}up_{i}", **self._kw())(h)
+
+    h = layers.spatial(self.group_norm(self.norm_groups, name="norm_out"), h)
+    h = layers.spatial(self.conv(self.out_channels * s * s, name="conv_out"), nn.silu(h))
+    return layers.constrain_video(layers.depth_to_space(h, s).astype(jnp.float32))
+
+
+def is_temporal_path(path: Sequence[Any]) -> bool:
+  """True if any key of a pytree path names a temporal module."""
+  return any(str(getattr(k, "key", getattr(k, "name", k))).startswith(TEMPORAL_PREFIX)
+             for k in path)
+
+
+def unet_from_config(model_cfg) -> UNet:
+  """Builds the U-Net from `config.model` (ml_collections or any attribute container)."""
+  return UNet(
+      channels=tuple(model_cfg.channels), num_res_blocks=model_cfg.num_res_blocks,
+      attn_levels=tuple(model_cfg.attn_levels), num_heads=model_cfg.num_heads,
+      head_dim=model_cfg.head_dim, temporal=model_cfg.temporal,
+      temporal_downsample=tuple(model_cfg.temporal_downsample),
+      temporal_attn_levels=(None if model_cfg.temporal_attn_levels is None
+                            else tuple(model_cfg.temporal_attn_levels)),
+      temporal_text_attn=model_cfg.temporal_text_attn, space_to_depth=model_cfg.space_to_depth,
+      cond_channels=model_cfg.cond_channels, out_channels=model_cfg.out_channels,
+      dropout=model_cfg.dropout, norm_groups=model_cfg.norm_groups, remat=model_cfg.remat,
+      dtype=jnp.dtype(model_cfg.dtype), param_dtype=jnp.dtype(model_cfg.param_dtype))
+

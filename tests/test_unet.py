@@ -1,0 +1,126 @@
+"""U-Net / STUNet shapes, validation, dtypes and sharding annotations.
+
+Shape and validation checks use `jax.eval_shape` (no compile); one small model is run for real.
+"""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import tiny
+from lumiere_jax.models import model as model_lib
+from lumiere_jax.models import unet as unet_lib
+
+
+def _inputs(cfg, batch=1, frames=8, res=32):
+  x = jax.random.normal(jax.random.key(0), (batch, frames, res, res, 3))
+  t = jnp.linspace(0.1, 0.9, batch)
+  tokens = jnp.tile(jnp.arange(1, 7, dtype=jnp.int32), (batch, 1))
+  c = (jnp.ones((batch, frames, res, res, cfg.model.cond_channels))
+       if cfg.model.cond_channels else None)
+  return x, t, tokens, tokens > 0, c
+
+
+def _abstract_init(cfg, inputs):
+  model = model_lib.build_model(cfg.model, cfg.text, cfg.data.vocab_size)
+  return model, jax.eval_shape(model.init, jax.random.key(1), *inputs)
+
+
+@pytest.mark.parametrize("cond_channels", [0, 4])
+def test_tiny_shapes(cond_channels):
+  cfg = tiny.get_config()
+  cfg.model.cond_channels = cond_channels
+  inputs = _inputs(cfg)
+  model, variables = _abstract_init(cfg, inputs)
+  out = jax.eval_shape(model.apply, variables, *inputs)
+  assert out.shape == (1, 8, 32, 32, 3) and out.dtype == jnp.float32
+
+
+def test_tiny_param_tree_and_annotations():
+  cfg = tiny.get_config()
+  inputs = _inputs(cfg)
+  _, stunet = _abstract_init(cfg, inputs)
+  cfg.model.temporal = False
+  _, t2i = _abstract_init(cfg, inputs)
+  stunet_keys, t2i_keys = set(stunet["params"]["unet"]), set(t2i["params"]["unet"])
+  assert t2i_keys < stunet_keys
+  assert all(k.startswith("temporal_") for k in stunet_keys - t2i_keys)
+  assert "temporal_conv" in stunet["params"]["unet"]["down_0_res_0"]
+  assert "temporal_conv" not in stunet["params"]["unet"]["down_1_res_0"]  # Coarsest level.
+  print(f"tiny STUNet params: {model_lib.count_params(stunet)}, "
+        f"T2I: {model_lib.count_params(t2i)}")
+  specs = jax.tree.leaves(nn.get_partition_spec(stunet),
+                          is_leaf=lambda s: isinstance(s, jax.sharding.PartitionSpec))
+  assert len(specs) == len(jax.tree.leaves(nn.unbox(stunet)))
+  assert all(any(n is not None for n in s) for s in specs)
+
+
+def test_check_frames():
+  cfg = tiny.get_config()
+  unet_lib.check_frames(cfg.model, 8)
+  with pytest.raises(ValueError, match="num_frames=7 .* factor 2"):
+    unet_lib.check_frames(cfg.model, 7)
+  cfg.model.update(channels=(32, 64, 64), temporal_downsample=(True, True))
+  with pytest.raises(ValueError, match="num_frames=6 .* factor 4"):
+    unet_lib.check_frames(cfg.model, 6)
+  cfg.model.temporal = False
+  unet_lib.check_frames(cfg.model, 1)  # The T2I U-Net takes single frames.
+
+
+def test_bad_config_raises():
+  cfg = tiny.get_config("test")
+  inputs = _inputs(cfg, frames=4, res=16)
+  cfg.model.norm_groups = 5
+  with pytest.raises(ValueError, match="norm_groups=5"):
+    _abstract_init(cfg, inputs)
+  cfg.model.norm_groups = 4
+  with pytest.raises(ValueError, match="frame size 18x18"):
+    _abstract_init(cfg, _inputs(cfg, frames=4, res=18))
+  with pytest.raises(ValueError, match="num_frames=3"):
+    _abstract_init(cfg, _inputs(cfg, frames=3, res=16))
+  cfg.model.temporal_downsample = (True, False)
+  with pytest.raises(ValueError, match="temporal_downsample needs 1 entries"):
+    _abstract_init(cfg, inputs)
+  cfg.model.temporal_downsample = (True,)
+  cfg.model.cond_channels = 4
+  with pytest.raises(ValueError, match="cond must be given"):
+    _abstract_init(cfg, inputs[:4])
+
+
+def test_bf16_cond_model_runs_with_masked_text():
+  cfg = tiny.get_config("test")
+  cfg.model.update(dtype="bfloat16", cond_channels=4)
+  x, t, tokens, mask, cond = _inputs(cfg, batch=2, frames=4, res=16)
+  model, shapes = _abstract_init(cfg, (x, t, tokens, mask, cond))
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nn.unbox(shapes)))
+  # Random params from numpy: avoids compiling the initialisers (slow on CPU).
+  rng = np.random.default_rng(0)
+  variables = jax.tree.map(lambda s: jnp.asarray(0.1 * rng.standard_normal(s.shape), s.dtype),
+                           nn.unbox(shapes))
+  apply = jax.jit(model.apply)
+  out = apply(variables, x, t, tokens, mask, cond)
+  assert out.shape == x.shape and out.dtype == jnp.float32
+  # The unconditional (all-pad, all-masked) prompt still gives a finite prediction.
+  uncond = apply(variables, x, t, jnp.zeros_like(tokens), jnp.zeros_like(mask), cond)
+  assert np.isfinite(np.asarray(out)).all() and np.isfinite(np.asarray(uncond)).all()
+  assert not np.allclose(out, uncond)
+
+
+def test_paper_scale_shapes():
+  """Shape-only (no allocation): the paper's base resolution, 80 frames at 128x128."""
+  cfg = tiny.get_config()
+  cfg.model.update(channels=(256, 512, 1024, 1024), num_res_blocks=2, attn_levels=(2, 3),
+                   head_dim=64, temporal_downsample=(True, True, True), space_to_depth=1,
+                   norm_groups=32, dtype="bfloat16", remat=True)
+  cfg.text.update(kind="precomputed", width=1024, precomputed_dim=4096, max_len=64)
+  model = model_lib.build_model(cfg.model, cfg.text, 0)
+  x = jax.ShapeDtypeStruct((1, 80, 128, 128, 3), jnp.float32)
+  args = (x, jax.ShapeDtypeStruct((1,), jnp.float32),
+          jax.ShapeDtypeStruct((1, 64, 4096), jnp.float32),
+          jax.ShapeDtypeStruct((1, 64), jnp.bool_))
+  variables = jax.eval_shape(model.init, jax.random.key(0), *args)
+  assert jax.eval_shape(model.apply, variables, *args).shape == x.shape
+  n = model_lib.count_params(variables)
+  print(f"paper-scale STUNet params: {n / 1e6:.1f}M")
+  assert 5e8 < n < 2e9
