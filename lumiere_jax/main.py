@@ -6,6 +6,7 @@ r"""lumiere_jax command line: train a model or sample videos from a checkpoint.
 
 Any config value can be overridden: `--config.train.steps=100 --config.sample.guidance=5`.
 """
+import logging as logging_std
 import os
 import re
 import sys
@@ -87,7 +88,18 @@ def _parse_flags(argv: list[str]) -> list[str]:
     _die(_flag_error_line(e, argv))
 
 
+class _QuietLibraries(logging_std.Filter):
+  """Drops INFO chatter of Orbax/grain/TFDS (dozens of lines per checkpoint); keeps warnings."""
+
+  _NOISY = ("/orbax/", "/grain/", "/tensorflow_datasets/", "/etils/")
+
+  def filter(self, record: logging_std.LogRecord) -> bool:
+    return record.levelno >= logging_std.WARNING or not any(
+        p in record.pathname for p in self._NOISY)
+
+
 def main():
+  logging.get_absl_handler().addFilter(_QuietLibraries())
   app.run(run, flags_parser=_parse_flags)
 
 

@@ -28,7 +28,10 @@ def create_mesh(mesh_cfg, devices: Sequence[Any] | None = None) -> Mesh:
   if int(np.prod(shape)) != len(devices):
     raise ValueError(f"mesh.shape {tuple(shape)} needs {int(np.prod(shape))} devices, "
                      f"{len(devices)} are available")
-  return jax.make_mesh(tuple(shape), axes, devices=devices)
+  # Auto axes: XLA propagates shardings from the annotated params and activations (explicit
+  # axes would demand an out_sharding at every gather, e.g. the token embedding).
+  return jax.make_mesh(tuple(shape), axes, axis_types=(jax.sharding.AxisType.Auto,) * len(axes),
+                       devices=devices)
 
 
 def rules(mesh_cfg) -> tuple:

@@ -6,7 +6,6 @@ step is `jit`-ed with donated state. Resume order: own workdir -> `config.resume
 another run) -> `config.init_from` (params only; a text-to-image run is inflated) -> fresh.
 """
 import os
-import shutil
 import signal
 import time
 from typing import Any
@@ -229,7 +228,7 @@ def setup_data(config, workdir: str):
   if jax.process_index() == 0:
     dst = os.path.join(workdir, TOKENIZER_FILE)
     if not os.path.exists(dst):
-      shutil.copyfile(tokenizer.path, dst)
+      tokenizer.save(dst)
   return builder, tokenizer
 
 
