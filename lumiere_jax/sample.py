@@ -2,7 +2,13 @@
 
   sampler = load_sampler("workdirs/tiny")            # EMA params of the latest step
   videos = sampler(["a red circle moves up"], seed=0)  # uint8 (N, T, H, W, 3)
+
+The kind of checkpoint follows `config.model.cond_channels`: 0 = text-to-video, 4 = the
+conditional model of the applications (masked video + mask), 3 = spatial super-resolution (SSR,
+cond = the low-resolution video upsampled), run with MultiDiffusion over `config.ssr.window`-frame
+windows when the video is longer than one window.
 """
+import json
 import os
 from typing import Any, Sequence
 
@@ -18,9 +24,14 @@ from lumiere_jax import modeling
 from lumiere_jax import progress as progress_lib
 from lumiere_jax import video_io
 from lumiere_jax.data import tokenizer as tokenizer_lib
+from lumiere_jax.diffusion import conditioning
+from lumiere_jax.diffusion import multidiffusion
 from lumiere_jax.diffusion import samplers
 
 TOKENIZER_FILE = "tokenizer.model"
+SAMPLE_KEYS = ("sampler", "num_steps", "guidance", "eta", "clip_x0")
+# Files of an exported sampler (see `export_sampler`).
+EXPORT_FILE, PARAMS_FILE, META_FILE = "sampler.jax_export", "params.npz", "meta.json"
 
 
 class Sampler:
@@ -36,6 +47,7 @@ class Sampler:
     self.model = model
     self.params = params
     self.tokenizer = tokenizer
+    self.step = None
     self._compiled = {}
 
   @property
@@ -43,24 +55,53 @@ class Sampler:
     d = self.config.data
     return (d.num_frames, d.resolution, d.resolution, 3)
 
-  def _sample_fn(self, sample_cfg, t_start: float, with_cond: bool, with_known: bool):
-    key = (tuple(sorted(sample_cfg.items())), t_start, with_cond, with_known)
+  @property
+  def cond_channels(self) -> int:
+    return int(self.config.model.cond_channels)
+
+  def windows(self, num_frames: int) -> tuple[int, int] | None:
+    """(window, overlap) of MultiDiffusion for an SSR video of `num_frames`, or None (one pass).
+
+    A window equal to the video still goes through MultiDiffusion (one window, same result).
+    """
+    ssr = self.config.get("ssr")
+    if self.cond_channels != 3 or not ssr or not 0 < ssr.window <= num_frames:
+      return None
+    return int(ssr.window), int(ssr.overlap)
+
+  def sample_settings(self, **overrides) -> ml_collections.ConfigDict:
+    unknown = set(overrides) - set(self.config.sample.keys())
+    if unknown:
+      raise ValueError(f"unknown sample settings {sorted(unknown)}")
+    cfg = ml_collections.ConfigDict({k: v for k, v in self.config.sample.items()
+                                     if k in SAMPLE_KEYS})
+    cfg.update({k: v for k, v in overrides.items() if k in cfg})
+    return cfg
+
+  def sample_fn(self, sample_cfg, t_start: float = 1.0, with_known: bool = False):
+    """The pure (un-jitted) sampling function; the video shape comes from `x_init`'s shape."""
+    model, diff_cfg, with_cond = self.model, self.config.diffusion, self.cond_channels > 0
+
+    def fn(params, tokens, text_mask, rng, cond, x_init, known_x, known_mask):
+      emb = model.apply({"params": params}, tokens, text_mask, method=model.encode_text)
+
+      def denoise(x, t, e, m, c):
+        return model.apply({"params": params}, x, t, e, m, c, method=model.denoise)
+
+      windows = self.windows(x_init.shape[1])
+      if windows:
+        denoise = multidiffusion.multidiffusion(denoise, x_init.shape[1], *windows)
+      return samplers.sample(denoise, rng, x_init.shape, emb, text_mask, diff_cfg, sample_cfg,
+                             cond=cond if with_cond else None,
+                             x_init=x_init if t_start < 1.0 else None, t_start=t_start,
+                             known=(known_x, known_mask) if with_known else None)
+
+    return fn
+
+  def _jitted(self, sample_cfg, t_start: float, with_known: bool):
+    key = (tuple(sorted(sample_cfg.items())), t_start, with_known)
     if key not in self._compiled:
-      model, diff_cfg = self.model, self.config.diffusion
-
-      def fn(params, tokens, text_mask, rng, cond, x_init, known_x, known_mask):
-        emb = model.apply({"params": params}, tokens, text_mask, method=model.encode_text)
-
-        def denoise(x, t, e, m, c):
-          return model.apply({"params": params}, x, t, e, m, c, method=model.denoise)
-
-        known = (known_x, known_mask) if with_known else None
-        return samplers.sample(denoise, rng, (tokens.shape[0],) + self.video_shape, emb,
-                               text_mask, diff_cfg, sample_cfg, cond=cond if with_cond else None,
-                               x_init=x_init if t_start < 1.0 else None, t_start=t_start,
-                               known=known)
-
-      self._compiled[key] = jax.jit(fn)
+      self._compiled[key] = jax.jit(self.sample_fn(sample_cfg, t_start, with_known))
     return self._compiled[key]
 
   def __call__(self, prompts: Sequence[str], seed: int = 0, *, cond: np.ndarray | None = None,
@@ -72,37 +113,43 @@ class Sampler:
     Args:
       prompts: the texts; empty ones are rejected, too long ones truncated with a warning.
       seed: the sampling seed; chunk i uses `fold_in(PRNGKey(seed), i)`.
-      cond: optional `(N, T, H, W, C)` conditioning for a conditional model.
+      cond: `(N, T, H, W, C)` conditioning of a conditional model (4 channels; all-zero, i.e.
+        plain text-to-video, if omitted) or of an SSR model (3 channels, see `super_resolve`).
       x_init: optional `(N, T, H, W, 3)` float video in [-1, 1] for SDEdit, with `strength` in
         [0, 1] the noise level it starts from (0 returns the input, 1 ignores it).
       known: optional `(x, mask)` whose masked pixels are kept exactly (replacement sampling).
       progress: print a progress line per chunk.
       **sample_overrides: e.g. guidance=5.0, num_steps=64, sampler="ddpm".
     """
-    if not prompts:
-      raise ValueError("no prompts given")
+    check_prompts(prompts)
     if not 0.0 <= strength <= 1.0:
       raise ValueError(f"strength must be in [0, 1], got {strength}")
     if strength < 1.0 and x_init is None:
       raise ValueError("strength < 1 (video-to-video) needs an input video")
-    unknown = set(sample_overrides) - set(self.config.sample.keys())
-    if unknown:
-      raise ValueError(f"unknown sample settings {sorted(unknown)}")
-    sample_cfg = ml_collections.ConfigDict({
-        k: v for k, v in self.config.sample.items()
-        if k in ("sampler", "num_steps", "guidance", "eta", "clip_x0")})
-    sample_cfg.update({k: v for k, v in sample_overrides.items() if k in sample_cfg})
-    tokens, mask = self.tokenizer.encode_prompts(list(prompts), self.config.data.max_text_len)
-    n, bs = len(prompts), int(self.config.sample.batch_size)
-    if cond is not None and self.config.model.cond_channels == 0:
+    sample_cfg = self.sample_settings(**sample_overrides)
+    if cond is not None and self.cond_channels == 0:
       raise ValueError("this checkpoint has no conditioning input (model.cond_channels=0); "
                        "image-to-video, inpainting and cinemagraphs need a `cond` model")
-    fn = self._sample_fn(sample_cfg, float(strength), cond is not None, known is not None)
-    zeros = np.zeros((n,) + self.video_shape, np.float32)
-    arrays = dict(tokens=tokens, mask=mask, cond=cond if cond is not None else zeros[..., :1],
-                  x_init=x_init if x_init is not None else zeros,
-                  known_x=known[0] if known is not None else zeros,
-                  known_mask=known[1] if known is not None else zeros[..., :1])
+    if cond is None and self.cond_channels == 3:
+      raise ValueError("this is an SSR checkpoint (model.cond_channels=3): give it a "
+                       "low-resolution video (Sampler.super_resolve or --ssr_workdir)")
+    n, bs = len(prompts), int(self.config.sample.batch_size)
+    given = [a for a in (cond, x_init, None if known is None else known[0]) if a is not None]
+    frames = np.shape(given[0])[1] if given else self.video_shape[0]
+    shape = (n, frames) + self.video_shape[1:]
+    if cond is not None and np.shape(cond) != shape[:-1] + (self.cond_channels,):
+      raise ValueError(f"cond has shape {np.shape(cond)}, expected "
+                       f"{shape[:-1] + (self.cond_channels,)}")
+    tokens, mask = self.tokenizer.encode_prompts(list(prompts), self.config.data.max_text_len)
+    fn = self._jitted(sample_cfg, float(strength), known is not None)
+    zeros = np.zeros(shape, np.float32)
+    arrays = dict(
+        tokens=tokens, mask=mask,
+        cond=cond if cond is not None else np.zeros(shape[:-1] + (max(self.cond_channels, 1),),
+                                                    np.float32),
+        x_init=x_init if x_init is not None else zeros,
+        known_x=known[0] if known is not None else zeros,
+        known_mask=known[1] if known is not None else zeros[..., :1])
     prog = progress_lib.Progress("sample", n, unit="videos", interval=0.0) if progress else None
     out = []
     for chunk, start in enumerate(range(0, n, bs)):
@@ -115,6 +162,37 @@ class Sampler:
         prog.update(min(n, start + bs))
     return np.concatenate(out)
 
+  def super_resolve(self, low_res: np.ndarray, prompts: Sequence[str], seed: int = 0,
+                    progress: bool = False, **sample_overrides) -> np.ndarray:
+    """SSR: uint8 `(N, T, h, w, 3)` videos (e.g. the base model's) -> uint8 `(N, T, H, W, 3)`.
+
+    The video is upsampled by `config.ssr.factor` into the cond; any T >= `config.ssr.window`
+    runs as MultiDiffusion over overlapping windows.
+    """
+    if self.cond_channels != 3:
+      raise ValueError(f"super_resolve needs an SSR checkpoint (model.cond_channels=3), this one "
+                       f"has cond_channels={self.cond_channels}")
+    low_res = np.asarray(low_res)
+    factor, res = int(self.config.ssr.factor), self.video_shape[1]
+    if low_res.ndim != 5 or low_res.shape[2:] != (res // factor, res // factor, 3):
+      raise ValueError(f"SSR input has shape {low_res.shape}, expected (N, T, {res // factor}, "
+                       f"{res // factor}, 3): this SSR model lifts {res // factor}px to {res}px")
+    if low_res.shape[0] != len(prompts):
+      raise ValueError(f"{low_res.shape[0]} low-resolution videos for {len(prompts)} prompts")
+    video = low_res.astype(np.float32) / 127.5 - 1.0 if low_res.dtype == np.uint8 else low_res
+    cond = conditioning.upsample_video(jnp.asarray(video, jnp.float32), factor,
+                                       self.config.ssr.upsample)
+    return self(prompts, seed, cond=np.asarray(cond), progress=progress, **sample_overrides)
+
+
+def check_prompts(prompts: Sequence[str]) -> None:
+  if not prompts:
+    raise ValueError("no prompts given")
+  for prompt in prompts:
+    if not prompt.strip():
+      raise ValueError(f"Empty prompt {prompt!r}: give some text, e.g. --prompt='a red square "
+                       "moves up'")
+
 
 def _pad_to(a: np.ndarray, size: int) -> np.ndarray:
   """Pads the batch dimension by repeating the last row (the padded outputs are dropped)."""
@@ -123,18 +201,24 @@ def _pad_to(a: np.ndarray, size: int) -> np.ndarray:
   return np.concatenate([a, np.repeat(a[-1:], size - a.shape[0], axis=0)])
 
 
-def load_sampler(workdir: str, step: int | None = None, use_ema: bool = True,
-                 config: ml_collections.ConfigDict | None = None) -> Sampler:
-  """Restores a workdir's (EMA) params into a `Sampler`; `config` defaults to the workdir's."""
-  config = config if config is not None else ckpt_lib.load_config(workdir)
-  tok_path = os.path.join(workdir, TOKENIZER_FILE)
-  tokenizer = tokenizer_lib.Tokenizer.load(tok_path)
+def load_params(workdir: str, config: ml_collections.ConfigDict, step: int | None = None,
+                use_ema: bool = True) -> tuple[Any, Any, tokenizer_lib.Tokenizer, int]:
+  """(model, params on one device, tokenizer, step) of a workdir's checkpoint for `config`."""
+  tokenizer = tokenizer_lib.Tokenizer.load(os.path.join(workdir, TOKENIZER_FILE))
   model = modeling.build(config, tokenizer.vocab_size)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
                           flax.linen.meta.unbox(modeling.abstract_params(model, config)))
   params, step = ckpt_lib.restore_subtree(workdir, ("ema_params" if use_ema else "params",),
                                           abstract, step=step)
+  return model, params, tokenizer, step
+
+
+def load_sampler(workdir: str, step: int | None = None, use_ema: bool = True,
+                 config: ml_collections.ConfigDict | None = None) -> Sampler:
+  """Restores a workdir's (EMA) params into a `Sampler`; `config` defaults to the workdir's."""
+  config = config if config is not None else ckpt_lib.load_config(workdir)
+  model, params, tokenizer, step = load_params(workdir, config, step, use_ema)
   sampler = Sampler(config, model, params, tokenizer)
   sampler.step = step
   return sampler
@@ -153,25 +237,85 @@ def write_videos(videos: np.ndarray, prompts: Sequence[str], out_dir: str, fps: 
   video_io.write_png(os.path.join(out_dir, "grid.png"), video_io.frame_grid(videos), min_side=256)
   with open(os.path.join(out_dir, "prompts.txt"), "w", encoding="utf-8") as f:
     f.write("".join(f"{s}\t{p}\n" for s, p in zip(slugs, prompts)))
+  logging.info("Wrote %d videos to %s", len(videos), out_dir)
   return out_dir
 
 
-def generate_to_dir(config, model, params, tokenizer, prompts: Sequence[str], out_dir: str,
-                    seed: int | None = None) -> str:
-  sampler = Sampler(config, model, params, tokenizer)
-  videos = sampler(prompts, seed=config.sample.seed if seed is None else seed, progress=True)
-  write_videos(videos, prompts, out_dir, config.data.fps)
-  logging.info("Wrote %d videos to %s", len(prompts), out_dir)
-  return out_dir
+def export_sampler(sampler: Sampler, path: str, batch_size: int,
+                   platforms: Sequence[str] = ("cpu",), **sample_overrides) -> str:
+  """Serializes the jitted sampling function with `jax.export` into the directory `path`.
+
+  The params are an argument, not baked in: they go to `params.npz` (flat leaves, in order), so
+  the artifact stays small (StableHLO constants hit protobuf's 2 GB limit at paper scale) and a
+  newer checkpoint of the same config reuses it. Serve it with `load_exported` (needs jax, numpy
+  and sentencepiece only). Conditional models take `cond`; for 4-channel cond its known pixels
+  are kept exactly. SDEdit and windows longer than `config.data.num_frames` are not exported.
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  sample_cfg = sampler.sample_settings(**sample_overrides)
+  leaves, treedef = jax.tree.flatten(sampler.params)
+  fn = sampler.sample_fn(sample_cfg, with_known=sampler.cond_channels == 4)
+  shape = (batch_size,) + sampler.video_shape
+  cond_c = max(sampler.cond_channels, 1)
+
+  def serve(param_leaves, tokens, text_mask, rng, cond):
+    params = jax.tree.unflatten(treedef, param_leaves)
+    known_x, known_mask = conditioning.split_cond(cond) if cond_c == 4 else (cond, cond)
+    video = fn(params, tokens, text_mask, rng, cond, jnp.zeros(shape, jnp.float32), known_x,
+               known_mask)
+    return jnp.clip(jnp.round((video + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
+
+  max_len = int(sampler.config.data.max_text_len)
+  args = ([jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in leaves],
+          jax.ShapeDtypeStruct((batch_size, max_len), jnp.int32),
+          jax.ShapeDtypeStruct((batch_size, max_len), jnp.bool_),
+          jax.ShapeDtypeStruct((2,), jnp.uint32),
+          jax.ShapeDtypeStruct(shape[:-1] + (cond_c,), jnp.float32))
+  exported = jax.export.export(jax.jit(serve), platforms=tuple(platforms))(*args)
+  os.makedirs(path, exist_ok=True)
+  with open(os.path.join(path, EXPORT_FILE), "wb") as f:
+    f.write(exported.serialize())
+  np.savez(os.path.join(path, PARAMS_FILE),
+           **{f"{i:05d}": np.asarray(jax.device_get(x)) for i, x in enumerate(leaves)})
+  sampler.tokenizer.save(os.path.join(path, TOKENIZER_FILE))
+  meta = dict(batch_size=batch_size, max_text_len=max_len, video_shape=sampler.video_shape,
+              cond_channels=sampler.cond_channels, fps=int(sampler.config.data.fps),
+              platforms=list(platforms), sample=sample_cfg.to_dict())
+  with open(os.path.join(path, META_FILE), "w", encoding="utf-8") as f:
+    json.dump(meta, f, indent=2)
+  return path
 
 
-def sample_from_workdir(config, workdir: str, prompts: Sequence[str] | None = None,
-                        step: int | None = None, seed: int | None = None,
-                        out_dir: str | None = None) -> str:
-  """`--mode=sample`: the checkpoint of `workdir` and the prompts -> video files."""
-  prompts = list(prompts) if prompts else list(config.sample.prompts)
-  sampler = load_sampler(workdir, step=step, use_ema=config.sample.use_ema, config=config)
-  out_dir = out_dir or os.path.join(workdir, "samples", str(sampler.step))
-  seed = config.sample.seed if seed is None else seed
-  videos = sampler(prompts, seed=seed, progress=True)
-  return write_videos(videos, prompts, out_dir, config.data.fps)
+def load_exported(path: str):
+  """An exported sampler as `serve(prompts, seed=0, cond=None) -> uint8 (N, T, H, W, 3)`.
+
+  Same output as `Sampler.__call__` with the same prompts, seed and settings (one chunk of at
+  most `batch_size` prompts).
+  """
+  for name in (EXPORT_FILE, PARAMS_FILE, META_FILE, TOKENIZER_FILE):
+    if not os.path.exists(os.path.join(path, name)):
+      raise FileNotFoundError(f"{os.path.join(path, name)} not found: not an exported sampler")
+  with open(os.path.join(path, EXPORT_FILE), "rb") as f:
+    exported = jax.export.deserialize(bytearray(f.read()))
+  with np.load(os.path.join(path, PARAMS_FILE)) as z:
+    leaves = [z[k] for k in sorted(z.files)]
+  with open(os.path.join(path, META_FILE), encoding="utf-8") as f:
+    meta = json.load(f)
+  tokenizer = tokenizer_lib.Tokenizer.load(os.path.join(path, TOKENIZER_FILE))
+  bs = meta["batch_size"]
+  cond_shape = (bs,) + tuple(meta["video_shape"][:-1]) + (max(meta["cond_channels"], 1),)
+
+  def serve(prompts: Sequence[str], seed: int = 0, cond: np.ndarray | None = None):
+    check_prompts(prompts)
+    if len(prompts) > bs:
+      raise ValueError(f"{len(prompts)} prompts for an export with batch_size={bs}")
+    tokens, mask = tokenizer.encode_prompts(list(prompts), meta["max_text_len"])
+    cond = np.zeros((len(prompts),) + cond_shape[1:], np.float32) if cond is None else cond
+    rng = jax.random.fold_in(jax.random.PRNGKey(seed), 0)
+    videos = exported.call(leaves, _pad_to(tokens, bs), _pad_to(mask, bs), rng,
+                           _pad_to(np.asarray(cond, np.float32), bs))
+    return np.asarray(videos)[:len(prompts)]
+
+  serve.meta = meta
+  return serve

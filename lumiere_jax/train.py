@@ -17,6 +17,8 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
+from etils import epath
+from jax.experimental import multihost_utils
 from PIL import Image
 
 from lumiere_jax import checkpoint as ckpt_lib
@@ -28,7 +30,9 @@ from lumiere_jax import sharding as sharding_lib
 from lumiere_jax.data import pipeline
 from lumiere_jax.data import synthetic
 from lumiere_jax.data import tokenizer as tokenizer_lib
+from lumiere_jax.diffusion import conditioning
 from lumiere_jax.diffusion import losses
+from lumiere_jax.evaluate import alignment
 from lumiere_jax.models import inflate as inflate_lib
 from lumiere_jax.models import model as model_lib
 
@@ -45,14 +49,18 @@ class TrainState:
 
 
 def check_workdir(workdir: str) -> str:
-  """Creates the workdir and fails with one clear line if it is not writable."""
-  workdir = os.path.abspath(workdir)
+  """Creates the workdir and fails with one clear line if it is not writable.
+
+  Local paths become absolute; `gs://` paths (epath) are kept for Orbax on TPU pods. The probe
+  file is per process so hosts sharing the workdir do not delete each other's probe.
+  """
+  workdir = ckpt_lib.absolute(workdir)
   try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, ".write_test")
-    with open(probe, "w", encoding="utf-8") as f:
-      f.write("ok")
-    os.remove(probe)
+    path = epath.Path(workdir)
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f".write_test_{jax.process_index()}"
+    probe.write_text("ok")
+    probe.unlink()
   except OSError as e:
     raise ValueError(f"--workdir {workdir} is not writable: {e.strerror}") from e
   return workdir
@@ -115,13 +123,18 @@ def make_train_step(model, tx, schedule, config):
     emb = model.apply({"params": params}, batch["tokens"], batch["text_mask"],
                       method=model.encode_text)
     video = batch["video"]
-    cond = training_condition(video, k_cond) if config.model.cond_channels == 4 else None
+    cond, loss_mask = None, None
+    if config.model.cond_channels == 4:
+      cond = training_condition(video, k_cond)
+      loss_mask = 1.0 - cond[..., 3:]  # Known pixels are pasted in at sampling: not trained on.
+    elif config.model.cond_channels == 3:  # SSR: the clip at low resolution, upsampled.
+      cond = conditioning.ssr_condition(video, config.ssr.factor, config.ssr.upsample)
 
     def denoise(x, t, e, m, c):
       return model.apply({"params": params}, x, t, e, m, c, method=model.denoise)
 
     loss, aux = losses.diffusion_loss(denoise, video, emb, batch["text_mask"], cond, k_loss,
-                                      config.diffusion)
+                                      config.diffusion, loss_mask=loss_mask)
     return loss, aux
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -201,14 +214,21 @@ def _vocab_size_of(workdir: str) -> int:
 
 
 class _PreemptionFlag:
-  """Turns SIGTERM into a flag the loop checks, so it can save before exiting."""
+  """Turns SIGTERM into a flag the loop checks, so it can save before exiting.
+
+  Single process only: with several processes JAX's preemption service owns SIGTERM and
+  `CheckpointManager.reached_preemption` makes all hosts stop at the same step (a per-process
+  flag would let one host leave the collectives of the others).
+  """
 
   def __init__(self):
     self.set = False
     self._previous = None
+    self._active = jax.process_count() == 1
 
   def __enter__(self):
-    self._previous = signal.signal(signal.SIGTERM, self._handle)
+    if self._active:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
 
   def _handle(self, signum, frame):
@@ -217,18 +237,47 @@ class _PreemptionFlag:
     self.set = True
 
   def __exit__(self, *exc):
-    signal.signal(signal.SIGTERM, self._previous)
+    if self._active:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+class _IteratorPosition:
+  """A snapshot of the data iterator's state, saved in place of the live iterator.
+
+  The loop fetches the next batch while a step runs, so at save time the live iterator is one
+  batch ahead of the state; the snapshot taken before that fetch makes a resumed run continue
+  with exactly the batch the interrupted run would have trained on next.
+  """
+
+  def __init__(self, data_iter):
+    self._state = data_iter.get_state()
+
+  def get_state(self) -> bytes:
+    return self._state
 
 
 def setup_data(config, workdir: str):
-  """Builds (or reuses) the dataset and tokenizer; copies the tokenizer into the workdir."""
+  """Builds (or reuses) the dataset and tokenizer; copies the tokenizer into the workdir.
+
+  With several processes, process 0 builds first and the others wait, so hosts sharing a data
+  directory reuse its dataset instead of writing it concurrently (hosts with their own disks
+  build the same deterministic dataset after the barrier).
+  """
   data_dir = synthetic.resolve_data_dir(config.data)
-  builder = synthetic.build_dataset(config.data, data_dir)
-  tokenizer = tokenizer_lib.get_or_train_tokenizer(builder, config.data)
+
+  def build():
+    builder = synthetic.build_dataset(config.data, data_dir)
+    return builder, tokenizer_lib.get_or_train_tokenizer(builder, config.data)
+
   if jax.process_index() == 0:
+    builder, tokenizer = build()
     dst = os.path.join(workdir, TOKENIZER_FILE)
     if not os.path.exists(dst):
       tokenizer.save(dst)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("lumiere_jax.setup_data")
+  if jax.process_index() != 0:
+    builder, tokenizer = build()
   return builder, tokenizer
 
 
@@ -237,8 +286,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   workdir = check_workdir(workdir)
   is_chief = jax.process_index() == 0
   if is_chief:
-    with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
   mesh = sharding_lib.create_mesh(config.mesh)
   logging.info("Mesh %s on %d devices, %d processes", dict(mesh.shape), jax.device_count(),
                jax.process_count())
@@ -272,8 +320,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       logging.info("Starting from scratch (no checkpoint, resume or init_from)")
 
   batch_sh = sharding_lib.batch_sharding(mesh, config.mesh)
+  # Replicated metrics: every process can read them (`float()`) in a multi-host run.
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   step_fn = jax.jit(make_train_step(model, tx, schedule, config),
-                    in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
+                    in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, replicated),
                     donate_argnums=(0,))
   writer = metrics_lib.MetricWriter(workdir, enabled=is_chief)
   start_step = int(state.step)
@@ -285,10 +335,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     return summary
 
   def next_batch():
-    return pipeline.make_global_batch(next(data_iter), mesh,
-                                      sharding_lib.batch_axes(config.mesh))
+    """(iterator position before the batch, global batch)."""
+    position = _IteratorPosition(data_iter)
+    return position, pipeline.make_global_batch(next(data_iter), mesh,
+                                                sharding_lib.batch_axes(config.mesh))
 
-  batch = next_batch()
+  position, batch = next_batch()
   t0 = time.monotonic()
   compiled = step_fn.lower(state, batch).compile()
   compile_s = time.monotonic() - t0
@@ -307,7 +359,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       state, metrics = compiled(state, batch)
       step += 1
       if step < total:
-        batch = next_batch()  # Overlaps host data work with the running step.
+        position, batch = next_batch()  # Overlaps host data work with the running step.
+      else:
+        position = _IteratorPosition(data_iter)
       loss = float(metrics["loss"])
       if not np.isfinite(loss):
         raise FloatingPointError(
@@ -328,15 +382,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         losses_window, t_window = [], time.monotonic()
       must_stop = preempted.set or mngr.reached_preemption(step)
       if step % config.train.ckpt_every == 0 or step == total or must_stop:
-        ckpt_lib.save(mngr, step, state, data_iter, config, force=True)
+        t_save = time.monotonic()
+        ckpt_lib.save(mngr, step, state, position, config, force=True)
+        logging.info("Checkpoint step %d: training blocked %.2fs (the rest is written in the "
+                     "background)", step, time.monotonic() - t_save)
         last_good = step
       if must_stop:
         mngr.wait_until_finished()
         logging.warning("Preempted at step %d: checkpoint saved, exiting cleanly.", step)
-        summary.update(preempted_at=step)
+        summary.update(preempted_at=step, end_step=step)
+        writer.close()
         return summary
-      if config.train.sample_every and step % config.train.sample_every == 0 and step < total:
-        _sample_at_end(config, workdir, state, model, tokenizer, step, writer)
   progress.close()
   mngr.wait_until_finished()
   summary.update(end_step=step, train_seconds=time.monotonic() - t0)
@@ -346,12 +402,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def _sample_at_end(config, workdir, state, model, tokenizer, step, writer):
-  if not (config.train.sample_at_end or config.train.sample_every):
+  """Writes sample videos for the config's prompts and scores text alignment on a prompt grid."""
+  if not config.train.sample_at_end:
     return
   params = state.ema_params if config.sample.use_ema else state.params
-  out_dir = sample_lib.generate_to_dir(config, model, params, tokenizer,
-                                       list(config.sample.prompts),
-                                       os.path.join(workdir, "samples", str(step)))
-  grid = os.path.join(out_dir, "grid.png")
-  if os.path.exists(grid):
-    writer.image(step, "samples", np.asarray(Image.open(grid).convert("RGB")))
+  sampler = sample_lib.Sampler(config, model, params, tokenizer)
+  prompts = list(config.sample.prompts)
+  videos = sampler(prompts, seed=config.sample.seed, progress=True)
+  out_dir = sample_lib.write_videos(videos, prompts, os.path.join(workdir, "samples", str(step)),
+                                    config.data.fps)
+  writer.image(step, "samples", np.asarray(Image.open(os.path.join(out_dir, "grid.png"))))
+  if config.data.name == "synthetic_clips" and config.train.eval_prompts:
+    grid = alignment.grid_prompts(config.train.eval_prompts)
+    scores = alignment.alignment_scores(sampler(grid, seed=config.sample.seed + 1), grid)
+    scores = {f"eval/{k}": v for k, v in scores.items() if k != "rows"}
+    writer.scalars(step, scores)
+    logging.info("Text alignment of %d samples at step %d: %s", len(grid), step,
+                 ", ".join(f"{k[5:]} {v:.2f}" for k, v in scores.items()))

@@ -29,3 +29,14 @@ def data_dir(tmp_path_factory):
   path = tmp_path_factory.mktemp("tfds")
   os.environ["LUMIERE_DATA_DIR"] = str(path)
   return path
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, data_dir):
+  """(config, workdir, summary) of one `tiny:test` training run shared by the session."""
+  from lumiere_jax import train  # pylint: disable=g-import-not-at-top
+  del data_dir  # Sets $LUMIERE_DATA_DIR.
+  workdir = tmp_path_factory.mktemp("run")
+  config = load_experiment("tiny", "test")
+  summary = train.train_and_evaluate(config, str(workdir))
+  return config, workdir, summary

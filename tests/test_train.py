@@ -1,21 +1,17 @@
 """End-to-end training on the `test` config: data -> train -> checkpoint -> samples -> resume."""
 import json
 import os
+import shutil
+
+import flax
 
 import numpy as np
 import pytest
 
 from conftest import load_experiment
+from lumiere_jax import sample
 from lumiere_jax import train
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, data_dir):
-  del data_dir  # Sets $LUMIERE_DATA_DIR.
-  workdir = tmp_path_factory.mktemp("run")
-  config = load_experiment("tiny", "test")
-  summary = train.train_and_evaluate(config, str(workdir))
-  return config, workdir, summary
+from lumiere_jax.models import unet
 
 
 def test_train_writes_checkpoints_metrics_and_samples(trained):
@@ -35,12 +31,47 @@ def test_train_writes_checkpoints_metrics_and_samples(trained):
   assert os.path.exists(workdir / train.TOKENIZER_FILE)
 
 
-def test_rerun_resumes_from_checkpoint(trained):
+def test_rerun_resumes_from_checkpoint(trained, tmp_path):
   config, workdir, _ = trained
+  copy = tmp_path / "copy"
+  shutil.copytree(workdir, copy)  # Other tests use the shared run as it is.
   config = config.copy_and_resolve_references()
   config.train.steps = 6
-  summary = train.train_and_evaluate(config, str(workdir))
+  config.train.sample_at_end = False
+  summary = train.train_and_evaluate(config, str(copy))
   assert summary["start_step"] == 4 and summary["end_step"] == 6
+  rows = [json.loads(l) for l in open(copy / "metrics.jsonl", encoding="utf-8")]
+  assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6]
+
+
+def test_two_stage_t2i_then_inflated_stunet_trains_only_temporal_params(tmp_path, data_dir):
+  """Stage 1 trains the T2I U-Net; stage 2 inflates it and trains only temporal params."""
+  del data_dir
+  t2i = load_experiment("tiny", "test")
+  t2i.model.temporal = False
+  t2i.train.sample_at_end = False
+  train.train_and_evaluate(t2i, str(tmp_path / "t2i"))
+  stunet = load_experiment("tiny", "inflate")
+  test = load_experiment("tiny", "test")
+  for section in ("data", "model", "text", "train", "sample"):
+    stunet[section] = test[section]
+  stunet.init_from = str(tmp_path / "t2i")
+  stunet.train.sample_at_end = False
+  train.train_and_evaluate(stunet, str(tmp_path / "stunet"))
+
+  source = flax.traverse_util.flatten_dict(
+      sample.load_sampler(str(tmp_path / "t2i")).params)  # EMA params: what init_from copies.
+  trained_params = flax.traverse_util.flatten_dict(
+      sample.load_sampler(str(tmp_path / "stunet"), use_ema=False).params)
+  temporal = {p for p in trained_params if unet.is_temporal_path(p)}
+  assert temporal and set(trained_params) - temporal == set(source)
+  for path, value in source.items():
+    np.testing.assert_array_equal(np.asarray(trained_params[path]), np.asarray(value),
+                                  err_msg="/".join(path))
+  kernel = np.asarray(trained_params[("unet", "temporal_down_0", "conv", "kernel")])
+  identity = np.zeros_like(kernel)
+  identity[1] = np.eye(kernel.shape[1])
+  assert not np.array_equal(kernel, identity), "temporal params did not train"
 
 
 def test_unwritable_workdir_is_a_clear_error(tmp_path):

@@ -93,3 +93,18 @@ def temporal_consistency(videos):
   per_clip = np.array([_clip_consistency(v) for v in videos], np.float64)
   names = ("color_stability", "motion_smoothness", "flicker")
   return {name: _nanmean(per_clip[:, i]) for i, name in enumerate(names)}
+
+
+def grid_prompts(num=None):
+  """Single-object prompts covering every color x direction, shapes cycling: for alignment checks.
+
+  Phrased like the synthetic captions ("a red square moves to the left"), so a model trained on
+  them is evaluated in distribution; `num` takes the first prompts of the grid.
+  """
+  phrases = {"left": "to the left", "right": "to the right", "up": "up", "down": "down"}
+  prompts = []
+  for i, color in enumerate(render.COLORS):
+    for j, direction in enumerate(render.DIRECTIONS):
+      shape = render.SHAPES[(i + j) % len(render.SHAPES)]
+      prompts.append(f"a {color} {shape} moves {phrases[direction]}")
+  return prompts[:num] if num else prompts

@@ -1,0 +1,39 @@
+"""The command line: bad input gives one clear error line, not a traceback."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def run_main(*args, env=None):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", **(env or {}))
+  proc = subprocess.run([sys.executable, "-m", "lumiere_jax.main", *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=300)
+  return proc.returncode, proc.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config=experiments/tiny.py", "--config.train.stepz=3", "--workdir=/tmp/x"],
+     "error: unknown config key 'stepz' in --config.train.stepz; did you mean 'steps'?"),
+    (["--config=experiments/tiny.py:bogus", "--workdir=/tmp/x"], "unknown tiny variant 'bogus'"),
+    (["--config=experiments/tiny.py", "--mode=sample"], "error: --workdir is required"),
+    (["--workdir=/tmp/x"], "error: --config is required"),
+    (["--config=experiments/tiny.py", "--workdir=/proc/forbidden"], "is not writable"),
+])
+def test_bad_flags_give_one_error_line(args, message):
+  code, lines = run_main(*args)
+  assert code != 0
+  assert len(lines) == 1, lines
+  assert message in lines[0]
+
+
+def test_sample_with_empty_prompt_is_one_line(trained):
+  _, workdir, _ = trained
+  code, lines = run_main("--config=experiments/tiny.py:test", f"--workdir={workdir}",
+                         "--mode=sample", "--prompt= ")
+  assert code == 1
+  assert lines[-1].startswith("error: Empty prompt"), lines
+  assert not any("Traceback" in l for l in lines)
