@@ -4,12 +4,11 @@ Works without TensorFlow: videos are zlib-compressed uint8 `Tensor` features (`V
 and was ~8x slower), read back with `builder.as_data_source` for grain.
 """
 import os
-import sys
-import time
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lumiere_jax import progress as progress_lib
 from lumiere_jax.data import render
 
 _SPLITS = ("train", "validation", "test")
@@ -80,24 +79,6 @@ def make_example(config, split, index):
   return example
 
 
-class _Progress:
-  """Prints "done/total, rate, ETA" to stderr every few seconds of a long build."""
-
-  def __init__(self, name, total, every_s=2.0):
-    self._name, self._total, self._every_s = name, total, every_s
-    self._start = self._last = time.monotonic()
-
-  def update(self, done):
-    now = time.monotonic()
-    if now - self._last < self._every_s and done < self._total:
-      return
-    self._last = now
-    rate = done / max(now - self._start, 1e-9)
-    eta = (self._total - done) / max(rate, 1e-9)
-    print(f"[{self._name}] {done}/{self._total} clips, {rate:.0f} clips/s, ETA {eta:.0f}s",
-          file=sys.stderr, flush=True)
-
-
 class SyntheticClips(tfds.core.GeneratorBasedBuilder):
   """Colored shapes moving across a background, captioned, with attribute labels."""
 
@@ -130,10 +111,11 @@ class SyntheticClips(tfds.core.GeneratorBasedBuilder):
     return {split: self._generate_examples(split, n) for split, n in sizes.items()}
 
   def _generate_examples(self, split, num_examples):
-    progress = _Progress(f"{self.name}/{self.builder_config.name} {split}", num_examples)
+    progress = progress_lib.Progress(f"{self.name}/{self.builder_config.name} {split}",
+                                     num_examples, unit="clips", interval=2.0)
     for i in range(num_examples):
       yield i, make_example(self.builder_config, split, i)
-      progress.update(i + 1)
+      progress.update(i + 1, force=i + 1 == num_examples)
 
 
 def resolve_data_dir(data_cfg):
