@@ -16,10 +16,14 @@ _NON_LABEL_KEYS = ("video", "caption")
 
 @dataclasses.dataclass(frozen=True)
 class DecodeVideo(grain.MapTransform):
-  """uint8 video -> float32 in [-1, 1]; caption -> str; attribute labels -> int32."""
+  """uint8 video -> float32 in [-1, 1]; caption -> str; integer features (labels) -> int32.
+
+  Other features (e.g. a video_folder clip's `source` path) are dropped: they do not batch.
+  """
 
   def map(self, element):
-    out = {k: np.int32(v) for k, v in element.items() if k not in _NON_LABEL_KEYS}
+    out = {k: np.int32(v) for k, v in element.items()
+           if k not in _NON_LABEL_KEYS and np.issubdtype(np.asarray(v).dtype, np.integer)}
     out["video"] = element["video"].astype(np.float32) / 127.5 - 1.0
     caption = element["caption"]
     out["caption"] = caption.decode("utf-8") if isinstance(caption, bytes) else caption
@@ -82,7 +86,8 @@ def create_data_iterator(data_cfg, builder, tokenizer, split, global_batch_size,
 
   Returns:
     Iterator of dicts: `video` (b, T, H, W, 3) float32, `tokens` (b, L) int32, `text_mask`
-    (b, L) bool and the integer attribute labels (b,).
+    (b, L) bool and the dataset's integer features (b,), if any: attribute labels for
+    synthetic_clips, `start_frame` for video_folder.
   """
   if shard_options is None:
     shard_options = grain.ShardByJaxProcess(drop_remainder=True)
