@@ -29,6 +29,7 @@ setuptools.setup(
         "tensorboardX==2.6.5",
         # TFDS 4.9.10 imports it for builders in dotted modules but only requires it on py<3.9.
         "importlib_resources==7.1.0",
+        "matplotlib==3.11.2",
     ],
     extras_require={
         "test": ["pytest>=8,<10"],

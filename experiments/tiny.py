@@ -80,6 +80,21 @@ def get_config(arg: str = ""):
       prompts=SAMPLE_PROMPTS, use_ema=True, batch_size=8,
   ))
 
+  # Evaluation sweeps (--mode=sweep; --mode=eval runs one checkpoint with c.sample's settings):
+  # every combination below is one cell of workdir/eval/results.jsonl, skipped when rerun.
+  c.eval = ml_collections.ConfigDict(dict(
+      checkpoints="all",  # "all", "latest" or steps like "500,1100".
+      guidance=(1.0, 3.0, 5.0), samplers=("ddim",), num_steps=(32,), seeds=(0,),
+      prompt_sets=("grid", "test"),  # grid: alignment.grid_prompts; test: held-out captions.
+      num_samples=24,  # Prompts per cell (per prompt set).
+      num_videos=4,  # mp4 + gif files written per cell (grid.png shows all samples).
+      fvd=True,  # Domain Frechet distance with the project's classifier (synthetic data).
+      i3d_weights="",  # A Kinetics I3D .npz (docs/metrics.md): also the standard FVD.
+      classifier=ml_collections.ConfigDict(dict(
+          labels=("color", "shape", "direction"), space_to_depth=4, channels=(32, 64),
+          feature_dim=64, steps=300, batch_size=32, lr=3e-3, max_train_examples=2048, seed=0)),
+  ))
+
   c.mesh = ml_collections.ConfigDict(dict(
       shape=(-1, 1), axes=("data", "fsdp"),
       logical_axis_rules=(
@@ -106,4 +121,6 @@ def get_config(arg: str = ""):
                    async_checkpointing=False)
     c.sample.update(num_steps=4, prompts=SAMPLE_PROMPTS[:2])
     c.train.eval_prompts = 4
+    c.eval.update(guidance=(1.0, 3.0), num_steps=(2,), num_samples=4, num_videos=1)
+    c.eval.classifier.update(steps=5, channels=(8,), feature_dim=8, max_train_examples=64)
   return c

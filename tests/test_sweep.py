@@ -1,0 +1,102 @@
+"""Evaluation sweep over the session's tiny training run: rows, resume, reports, bad input."""
+import json
+import os
+import shutil
+import time
+
+import pytest
+
+from lumiere_jax.evaluate import sweep
+
+
+@pytest.fixture(scope="module")
+def swept(trained, tmp_path_factory):
+  """(config, workdir, first summary, second summary, seconds of the second run)."""
+  config, source, _ = trained
+  workdir = tmp_path_factory.mktemp("sweep") / "run"
+  shutil.copytree(source, workdir)  # The eval outputs must not leak into the shared run.
+  first = sweep.run_sweep(config, str(workdir))
+  start = time.time()
+  second = sweep.run_sweep(config, str(workdir))
+  return config, workdir, first, second, time.time() - start
+
+
+def test_rows_cover_the_grid(swept):
+  config, workdir, first, _, _ = swept
+  rows = [json.loads(line) for line in open(workdir / "eval" / "results.jsonl")]
+  # 2 checkpoints x 2 guidance scales x 2 prompt sets.
+  assert len(rows) == first["num_new"] == 8
+  assert {(r["step"], r["guidance"]) for r in rows} == {(2, 1.0), (2, 3.0), (4, 1.0), (4, 3.0)}
+  assert {r["prompt_set"] for r in rows} == {"grid", "test"}
+  for row in rows:
+    assert row["num_samples"] == config.eval.num_samples
+    for metric in ("color_acc", "direction_acc", "all_acc", "color_stability", "fd",
+                   "clf_color_acc"):
+      assert metric in row
+    assert row["fd"] >= 0
+    assert os.path.exists(workdir / "eval" / "samples" / row["cell"] / "grid.png")
+  assert len(list((workdir / "eval" / "samples" / rows[0]["cell"]).glob("*.mp4"))) == 1
+
+
+def test_resume_skips_finished_cells(swept):
+  _, workdir, first, second, seconds = swept
+  rows = open(workdir / "eval" / "results.jsonl").read().splitlines()
+  assert second["num_new"] == 0 and len(rows) == 8
+  assert [r["cell"] for r in second["rows"]] == [r["cell"] for r in first["rows"]]
+  assert seconds < 10
+
+
+def test_reports(swept):
+  _, workdir, first, _, _ = swept
+  eval_dir = workdir / "eval"
+  table = (eval_dir / "results.md").read_text()
+  assert "| step | guidance |" in table and "Best per prompt set" in table
+  assert len((eval_dir / "results.csv").read_text().splitlines()) == 1 + 8
+  for name in ("plot_vs_guidance.png", "plot_vs_step.png", "samples_grid.png",
+               "samples_test.png"):
+    assert str(eval_dir / name) in first["plots"]
+    assert (eval_dir / name).stat().st_size > 1000
+  assert set(first["best"]) == {"grid", "test"}
+
+
+def test_run_eval_one_checkpoint(swept):
+  config, workdir, _, _, _ = swept
+  # tiny:test samples with guidance 3 and 4 steps: new cells, at the requested step only.
+  with config.unlocked():
+    prompt_sets = config.eval.prompt_sets
+    config.eval.prompt_sets = ("grid",)
+  try:
+    result = sweep.run_eval(config, str(workdir), step=2)
+  finally:
+    with config.unlocked():
+      config.eval.prompt_sets = prompt_sets
+  assert result["num_new"] == 1
+  assert [r["cell"] for r in result["rows"]] == ["step2_g3_ddim_n4_s0_grid"]
+
+
+def test_missing_checkpoint_lists_available(swept):
+  config, workdir, _, _, _ = swept
+  with pytest.raises(FileNotFoundError, match=r"\[7\].*available steps: \[2, 4\]"):
+    sweep.run_eval(config, str(workdir), step=7)
+
+
+def test_bad_specs(swept):
+  config, workdir, _, _, _ = swept
+  with pytest.raises(ValueError, match="eval.checkpoints"):
+    sweep.resolve_steps(str(workdir), "two")
+  spec = config.eval.to_dict()
+  spec["prompt_sets"] = ("grid", "imagenet")
+  with pytest.raises(ValueError, match="imagenet"):
+    sweep.sweep_cells(sweep._Spec(spec), [2])  # pylint: disable=protected-access
+
+
+def test_too_few_samples_for_fd(swept):
+  config, workdir, _, _, _ = swept
+  with config.unlocked():
+    config.eval.num_samples = 1
+  try:
+    with pytest.raises(ValueError, match="at least 2 samples"):
+      sweep.run_eval(config, str(workdir), step=4)
+  finally:
+    with config.unlocked():
+      config.eval.num_samples = 4
