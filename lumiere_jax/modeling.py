@@ -17,6 +17,8 @@ def dummy_inputs(config, batch_size: int = 1) -> tuple:
   x = jnp.zeros((batch_size, d.num_frames, d.resolution, d.resolution, 3), jnp.float32)
   t = jnp.zeros((batch_size,), jnp.float32)
   tokens = jnp.zeros((batch_size, d.max_text_len), jnp.int32)
+  if config.text.kind == "precomputed":  # Embeddings of a frozen encoder stand in for tokens.
+    tokens = jnp.zeros((batch_size, d.max_text_len, config.text.precomputed_dim), jnp.float32)
   mask = jnp.zeros((batch_size, d.max_text_len), bool)
   cond = None
   if config.model.cond_channels:
