@@ -30,6 +30,7 @@ setuptools.setup(
         # TFDS 4.9.10 imports it for builders in dotted modules but only requires it on py<3.9.
         "importlib_resources==7.1.0",
         "matplotlib==3.11.2",
+        "flatbuffers==25.12.19",  # jax.export serialization (sample.export_sampler).
     ],
     extras_require={
         "test": ["pytest>=8,<10"],

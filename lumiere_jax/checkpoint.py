@@ -8,6 +8,7 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -20,18 +21,23 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json_best_effort())
 
 
+def absolute(workdir: str) -> str:
+  """An absolute local path, or a cloud path (`gs://...`) unchanged."""
+  return workdir if "://" in workdir else os.path.abspath(workdir)
+
+
 def create_manager(workdir: str, train_cfg, read_only: bool = False) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
       max_to_keep=train_cfg.get("max_to_keep", 3),
       enable_async_checkpointing=train_cfg.get("async_checkpointing", True),
       create=not read_only, read_only=read_only,
   )
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR),
-                               options=options)
+  return ocp.CheckpointManager(epath.Path(absolute(workdir)) / CHECKPOINT_DIR, options=options)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, data_iter: Any,
          config: ml_collections.ConfigDict, force: bool = False) -> bool:
+  """Saves asynchronously (if enabled); `data_iter` is anything with grain's `get_state()`."""
   items = dict(state=ocp.args.StandardSave(state),
                config=ocp.args.JsonSave(config_to_dict(config)))
   if data_iter is not None:
@@ -96,8 +102,7 @@ def restore_subtree(workdir: str, keys: tuple[str, ...], abstract_tree: Any,
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a workdir was trained with (written at the start of training)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  path = epath.Path(workdir) / "config.json"
+  if not path.exists():
     raise FileNotFoundError(f"{path} not found: is {workdir} a lumiere_jax training workdir?")
-  with open(path, encoding="utf-8") as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return ml_collections.ConfigDict(json.loads(path.read_text()))

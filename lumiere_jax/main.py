@@ -20,12 +20,26 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (experiments/*.py[:variant]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
-flags.DEFINE_enum("mode", "train", ["train", "sample"], "What to do.")
+flags.DEFINE_enum("mode", "train", ["train", "sample", "eval", "sweep"],
+                  "train; sample videos; eval one checkpoint; sweep a grid (config.eval).")
 flags.DEFINE_multi_string("prompt", None, "Prompt(s) for --mode=sample (default: config.sample.prompts).")
 flags.DEFINE_integer("step", None, "Checkpoint step for --mode=sample (default: latest).")
 flags.DEFINE_integer("seed", None, "Sampling seed (default: config.sample.seed).")
 flags.DEFINE_string("out_dir", None, "Where --mode=sample writes (default: workdir/samples/<step>).")
+# Applications of --mode=sample (lumiere_jax/applications.py); masks: white = generated.
+flags.DEFINE_string("image", None, "Image-to-video; with --mask: cinemagraph (white = animated).")
+flags.DEFINE_string("video", None, "Video-to-video (SDEdit); with --mask: inpainting (white=fill).")
+flags.DEFINE_string("mask", None, "Binary mask image (or video for inpainting): white = generate.")
+flags.DEFINE_float("strength", None, "Video-to-video noise level in [0, 1] (default 0.6; 0=input).")
+flags.DEFINE_string("style_from", None, "Workdir of a (style) text-to-image run to interpolate.")
+flags.DEFINE_float("style_alpha", 0.7, "Weight of --style_from's spatial weights (0 = base model).")
+flags.DEFINE_string("ssr_workdir", None, "SSR run (experiments/ssr.py): also write the videos "
+                    "super-resolved (default: config.ssr.workdir if the config has one).")
 flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (Cloud TPU: no args needed).")
+flags.DEFINE_string("coordinator_address", None,
+                    "--multihost on CPU/GPU clusters: host:port of process 0's coordinator.")
+flags.DEFINE_integer("num_processes", None, "--multihost on CPU/GPU clusters: number of processes.")
+flags.DEFINE_integer("process_id", None, "--multihost on CPU/GPU clusters: this process's index.")
 
 # Errors that carry a clear message (bad input, environment, diverged training): reported as one
 # line; the traceback is logged at --verbosity=1.
@@ -40,13 +54,21 @@ def run(argv) -> None:
     _die("--config is required, e.g. --config=experiments/tiny.py")
   if not FLAGS.workdir:
     _die(f"--workdir is required for --mode={FLAGS.mode}")
+  cluster = dict(coordinator_address=FLAGS.coordinator_address,
+                 num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+  if any(v is not None for v in cluster.values()) and not FLAGS.multihost:
+    _die("--coordinator_address/--num_processes/--process_id need --multihost")
   if FLAGS.multihost:
     import jax  # pylint: disable=g-import-not-at-top
-    jax.distributed.initialize()
+    if jax.config.jax_platforms == "cpu":
+      # CPU processes need a collectives backend for cross-process all-reduces.
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(**{k: v for k, v in cluster.items() if v is not None})
   # Imported here so flag errors are reported before JAX starts up.
+  from lumiere_jax import applications  # pylint: disable=g-import-not-at-top
   from lumiere_jax import checkpoint  # pylint: disable=g-import-not-at-top
-  from lumiere_jax import sample  # pylint: disable=g-import-not-at-top
   from lumiere_jax import train  # pylint: disable=g-import-not-at-top
+  from lumiere_jax.evaluate import sweep  # pylint: disable=g-import-not-at-top
   try:
     if FLAGS.mode == "train":
       summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
@@ -54,9 +76,18 @@ def run(argv) -> None:
       print(f"Training done ({summary.get('end_step', summary['start_step'])} steps). "
             f"Videos: {samples}", flush=True)
     elif FLAGS.mode == "sample":
-      out_dir = sample.sample_from_workdir(FLAGS.config, FLAGS.workdir, prompts=FLAGS.prompt,
-                                           step=FLAGS.step, seed=FLAGS.seed, out_dir=FLAGS.out_dir)
-      print(f"Videos: {out_dir}", flush=True)
+      out_dirs = applications.run(
+          FLAGS.config, FLAGS.workdir, prompts=FLAGS.prompt, image=FLAGS.image,
+          video=FLAGS.video, mask=FLAGS.mask, strength=FLAGS.strength,
+          style_from=FLAGS.style_from, style_alpha=FLAGS.style_alpha,
+          ssr_workdir=FLAGS.ssr_workdir, step=FLAGS.step, seed=FLAGS.seed, out_dir=FLAGS.out_dir)
+      print("\n".join(f"Videos: {d}" for d in out_dirs), flush=True)
+    elif FLAGS.mode == "eval":
+      out = sweep.run_eval(FLAGS.config, FLAGS.workdir, step=FLAGS.step)
+      print(f"Results: {out['table']}", flush=True)
+    elif FLAGS.mode == "sweep":
+      out = sweep.run_sweep(FLAGS.config, FLAGS.workdir)
+      print(f"Results: {out['table']}", flush=True)
   except (checkpoint.CheckpointError,) + CLEAR_ERRORS as e:
     logging.debug("Traceback of the error below:", exc_info=True)
     _die(str(e))

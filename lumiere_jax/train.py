@@ -27,6 +27,7 @@ from lumiere_jax import modeling
 from lumiere_jax import progress as progress_lib
 from lumiere_jax import sample as sample_lib
 from lumiere_jax import sharding as sharding_lib
+from lumiere_jax.data import datasets
 from lumiere_jax.data import pipeline
 from lumiere_jax.data import synthetic
 from lumiere_jax.data import tokenizer as tokenizer_lib
@@ -266,7 +267,7 @@ def setup_data(config, workdir: str):
   data_dir = synthetic.resolve_data_dir(config.data)
 
   def build():
-    builder = synthetic.build_dataset(config.data, data_dir)
+    builder = datasets.build_dataset(config.data, data_dir)
     return builder, tokenizer_lib.get_or_train_tokenizer(builder, config.data)
 
   if jax.process_index() == 0:
@@ -314,7 +315,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.init_from:
       src = _params_from(config.init_from, abstract_state.params, config)
       params = jax.jit(inflate_lib.inflate, out_shardings=state_sh.params)(src, state.params)
-      state = state.replace(params=params, ema_params=params)
+      # A copy: one buffer in two donated leaves crashes the step (segfault on CPU).
+      state = state.replace(params=params, ema_params=jax.tree.map(jnp.copy, params))
       logging.info("Initialised params from config.init_from=%s", config.init_from)
     else:
       logging.info("Starting from scratch (no checkpoint, resume or init_from)")
@@ -332,6 +334,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if start_step >= total:
     logging.info("Already trained to step %d >= train.steps=%d", start_step, total)
     _sample_at_end(config, workdir, state, model, tokenizer, start_step, writer)
+    writer.close()
     return summary
 
   def next_batch():

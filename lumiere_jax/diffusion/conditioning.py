@@ -92,3 +92,21 @@ def upsample_video(video, factor, method='nearest'):
     b, t, h, w, c = video.shape
     return jax.image.resize(video, (b, t, h * factor, w * factor, c), 'bilinear')
   raise ValueError(f'upsample method must be one of {UPSAMPLE_METHODS}, got {method!r}')
+
+
+def downsample_video(video, factor):
+  """Box-filter (area) downsampling of (B, T, H, W, C) by an integer factor."""
+  factor = int(factor)
+  b, t, h, w, c = video.shape
+  if factor < 1 or h % factor or w % factor:
+    raise ValueError(f'cannot downsample {h}x{w} frames by factor {factor}')
+  return video.reshape(b, t, h // factor, factor, w // factor, factor, c).mean(axis=(3, 5))
+
+
+def ssr_condition(video, factor, method='bilinear'):
+  """SSR training cond: the clip at low resolution, upsampled back to the clip's resolution.
+
+  This is what the SSR stage sees at sampling time (the base model's output, upsampled), so the
+  model learns to add the detail the downsampling removed.
+  """
+  return upsample_video(downsample_video(video, factor), factor, method)

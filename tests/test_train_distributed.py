@@ -1,0 +1,267 @@
+"""Distributed training: sharded == single device, kill/SIGTERM/resume, corrupt checkpoints,
+restore onto a smaller mesh, and a 2-process multi-host run on localhost.
+
+Runs share one persistent compilation cache so the subprocess runs of one config compile once.
+"""
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import flax
+import jax
+import numpy as np
+import portpicker
+import pytest
+
+from conftest import REPO, load_experiment
+from lumiere_jax import checkpoint as ckpt_lib
+from lumiere_jax import modeling
+from lumiere_jax import sharding as sharding_lib
+from lumiere_jax import train
+from lumiere_jax.data import synthetic
+
+STEPS, CKPT_EVERY = 16, 4
+OVERRIDES = dict(steps=STEPS, ckpt_every=CKPT_EVERY, log_every=1, async_checkpointing=True,
+                 sample_at_end=False)
+# Sharded and single-device steps sum in different orders: float32 rounding only.
+RTOL = 1e-5
+
+
+def _config():
+  config = load_experiment("tiny", "test")
+  config.train.update(OVERRIDES)
+  return config
+
+
+def _cli_args(workdir, *extra):
+  return ["--config=experiments/tiny.py:test", f"--workdir={workdir}", "--mode=train",
+          *[f"--config.train.{k}={v}" for k, v in OVERRIDES.items()], *extra]
+
+
+@pytest.fixture(scope="module")
+def cache_env(tmp_path_factory, data_dir):
+  """Environment for subprocess runs: same data dir, devices and compilation cache as here."""
+  cache = str(tmp_path_factory.mktemp("jax_cache"))
+  jax.config.update("jax_compilation_cache_dir", cache)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  return dict(os.environ, LUMIERE_DATA_DIR=str(data_dir), JAX_PLATFORMS="cpu",
+              JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, cache_env):
+  """(workdir, {step: loss}) of one uninterrupted in-process run on 8 devices."""
+  del cache_env  # Sets the compilation cache the subprocess runs reuse.
+  workdir = tmp_path_factory.mktemp("reference")
+  train.train_and_evaluate(_config(), str(workdir))
+  return workdir, _losses(workdir)
+
+
+def _rows(workdir):
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return []
+  return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+
+
+def _losses(workdir):
+  return {r["step"]: r["loss"] for r in _rows(workdir) if "loss" in r}
+
+
+def _checkpoints(workdir):
+  path = pathlib.Path(workdir) / "checkpoints"
+  return sorted(int(p.name) for p in path.iterdir() if p.name.isdigit()) if path.exists() else []
+
+
+def _start(workdir, env, *extra):
+  return subprocess.Popen([sys.executable, "-m", "lumiere_jax.main", *_cli_args(workdir, *extra)],
+                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+
+
+def _wait_for(condition, proc, what, timeout=300):
+  deadline = time.monotonic() + timeout
+  while not condition():
+    if proc.poll() is not None:
+      pytest.fail(f"run ended (rc {proc.returncode}) before {what}:\n{proc.stderr.read()[-3000:]}")
+    if time.monotonic() > deadline:
+      proc.kill()
+      pytest.fail(f"timed out waiting for {what}")
+    time.sleep(0.02)
+
+
+def _state(config, mesh):
+  """(initial train state, jitted step) on `mesh`, as `train_and_evaluate` builds them."""
+  model = modeling.build(config, vocab_size=64)
+  init_fn, _, state_sh, (tx, schedule) = train.create_train_state(model, config, mesh)
+  step = jax.jit(train.make_train_step(model, tx, schedule, config),
+                 in_shardings=(state_sh, sharding_lib.batch_sharding(mesh, config.mesh)),
+                 out_shardings=(state_sh, None))
+  return init_fn(jax.random.PRNGKey(0)), step
+
+
+def _batches(config, n):
+  """Random batches of the config's shapes (no dataset needed)."""
+  rng = np.random.default_rng(0)
+  d, b = config.data, config.train.batch_size
+  for _ in range(n):
+    mask = np.arange(d.max_text_len)[None] < rng.integers(2, d.max_text_len, (b, 1))
+    yield dict(video=rng.uniform(-1, 1, (b, d.num_frames, d.resolution, d.resolution, 3)
+                                 ).astype(np.float32),
+               tokens=np.where(mask, rng.integers(1, 64, mask.shape), 0).astype(np.int32),
+               text_mask=mask)
+
+
+def test_sharded_step_equals_single_device_step():
+  """data=4 x fsdp=2 on 8 devices vs. one device: same loss and params to float32 rounding."""
+  config = _config()
+  config.mesh.shape = (4, 2)
+  mesh8 = sharding_lib.create_mesh(config.mesh)
+  state8, step8 = _state(config, mesh8)
+  single = config.copy_and_resolve_references()
+  single.mesh.shape = (1, 1)
+  state1, step1 = _state(single, sharding_lib.create_mesh(single.mesh, jax.devices()[:1]))
+
+  # Rule ("conv_out", "fsdp"): spatial conv kernels (3, 3, in, out) split out-channels over fsdp.
+  kernel = state8.params["unet"]["down_1_res_0"]["conv_2"]["kernel"]
+  assert kernel.sharding.spec == jax.sharding.PartitionSpec(None, None, None, "fsdp")
+  assert kernel.addressable_shards[0].data.shape == (3, 3, 32, 16)
+
+  for batch in _batches(config, 3):  # Step 0 has lr 0 (warmup); steps 1, 2 update.
+    state8, m8 = step8(state8, batch)
+    state1, m1 = step1(state1, batch)
+    np.testing.assert_allclose(float(m8["loss"]), float(m1["loss"]), rtol=RTOL)
+  params1 = flax.traverse_util.flatten_dict(state1.params)
+  for path, a in flax.traverse_util.flatten_dict(state8.params).items():
+    np.testing.assert_allclose(np.asarray(a), np.asarray(params1[path]), rtol=RTOL, atol=1e-6,
+                               err_msg="/".join(path))
+
+
+def test_kill_sigterm_and_resume_reproduce_the_uninterrupted_losses(reference, cache_env,
+                                                                     tmp_path):
+  """SIGKILL after a checkpoint, resume, SIGTERM mid-run (saves, exits 0), resume to the end."""
+  _, expected = reference
+  assert sorted(expected) == list(range(1, STEPS + 1))
+  workdir = tmp_path / "run"
+  proc = _start(workdir, cache_env)
+  _wait_for(lambda: _checkpoints(workdir), proc, "the first checkpoint")
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  killed_at = max(_losses(workdir))
+  assert killed_at < STEPS, "the run finished before it was killed"
+
+  resumed_from = max(_checkpoints(workdir))  # Async saves in flight were never finalized.
+  rows_before = len(_rows(workdir))
+  proc = _start(workdir, cache_env)
+  _wait_for(lambda: len(_rows(workdir)) > rows_before, proc, "a step after resuming")
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-3000:]
+  preempted_at = _rows(workdir)[-1]["step"]
+  assert resumed_from < preempted_at < STEPS
+  assert max(_checkpoints(workdir)) == preempted_at  # Saved at the step it stopped.
+
+  proc = _start(workdir, cache_env)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-3000:]
+  rows = _rows(workdir)
+  assert sorted({r["step"] for r in rows}) == list(range(1, STEPS + 1))
+  # Bitwise: same data order (iterator state in the checkpoint), RNG folded with the step and
+  # the same compiled program; steps run twice (after the kill) must match too.
+  assert [(r["step"], r["loss"]) for r in rows] == [(r["step"], expected[r["step"]])
+                                                      for r in rows]
+
+
+def test_corrupt_latest_checkpoint_names_step_and_previous_one(reference, cache_env, tmp_path):
+  workdir = tmp_path / "corrupt"
+  shutil.copytree(reference[0], workdir)
+  latest, previous = _checkpoints(workdir)[-1], _checkpoints(workdir)[-2]
+  # Truncate the array data files (`.../d/*`); metadata such as `_sharding` is not always read.
+  for path in (workdir / "checkpoints" / str(latest) / "state").rglob("*"):
+    if path.is_file() and path.parent.name == "d":
+      path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+  config = _config()
+  config.train.steps = STEPS + 1
+  with pytest.raises(ckpt_lib.CheckpointError,
+                     match=rf"step {latest} .*resume from step {previous}"):
+    train.train_and_evaluate(config, str(workdir))
+
+  proc = _start(workdir, cache_env, f"--config.train.steps={STEPS + 1}")
+  _, err = proc.communicate(timeout=300)
+  errors = [l for l in err.splitlines() if l.startswith("error:")]
+  assert proc.returncode == 1 and len(errors) == 1, err[-3000:]
+  assert f"checkpoint step {latest}" in errors[0] and f"step {previous}" in errors[0]
+  assert "Traceback" not in err
+
+
+def test_restore_onto_a_smaller_mesh(reference):
+  """A checkpoint saved from 8 devices restores onto 4 (e.g. a smaller slice after preemption)."""
+  workdir, _ = reference
+  config = _config()
+  model = modeling.build(config, train._vocab_size_of(str(workdir)))  # pylint: disable=protected-access
+  mngr = ckpt_lib.create_manager(str(workdir), config.train, read_only=True)
+  restored = {}
+  for n in (8, 4):
+    mesh = sharding_lib.create_mesh(config.mesh, jax.devices()[:n])
+    _, abstract, _, _ = train.create_train_state(model, config, mesh)
+    restored[n] = ckpt_lib.restore(mngr, mngr.latest_step(), abstract)
+    leaf = restored[n].params["unet"]["conv_in"]["kernel"]
+    assert leaf.sharding.device_set == set(jax.devices()[:n])
+  assert int(restored[4].step) == STEPS
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+               restored[8], restored[4])
+
+
+_RECORD_FIRST_BATCH = """
+import sys
+import jax
+import numpy as np
+from lumiere_jax import main
+from lumiere_jax.data import pipeline
+out_dir, make_global_batch = sys.argv[1], pipeline.make_global_batch
+def record(batch, *args, **kwargs):
+  if not hasattr(record, "done"):
+    record.done = True
+    np.save(f"{out_dir}/first_batch_{jax.process_index()}.npy", batch["video"])
+  return make_global_batch(batch, *args, **kwargs)
+pipeline.make_global_batch = record
+sys.argv = ["lumiere_jax.main"] + sys.argv[2:]
+main.main()
+"""
+
+
+def test_two_process_multihost_run_reads_disjoint_shards(cache_env, tmp_path):
+  """2 processes x 2 CPU devices on localhost (gloo): train, checkpoint, each reads its shard."""
+  workdir, port = tmp_path / "multihost", portpicker.pick_unused_port()
+  env = dict(cache_env, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  procs = [subprocess.Popen(
+      [sys.executable, "-c", _RECORD_FIRST_BATCH, str(tmp_path),
+       *_cli_args(workdir, "--config.train.steps=2", "--config.train.ckpt_every=2",
+                  "--multihost", f"--coordinator_address=127.0.0.1:{port}",
+                  "--num_processes=2", f"--process_id={i}")],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+  errs = [p.communicate(timeout=600)[1] for p in procs]
+  for p, err in zip(procs, errs):
+    assert p.returncode == 0, err[-3000:]
+  assert _checkpoints(workdir) == [2]
+  assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(
+      os.listdir(workdir / "checkpoints" / "2" / "data"))  # Each process's iterator state.
+  assert [r["step"] for r in _rows(workdir)] == [1, 2]  # Only process 0 writes metrics.
+
+  # Which records each process read: its first batch, matched to the dataset by content.
+  source = synthetic.build_dataset(_config().data, synthetic.resolve_data_dir(_config().data)
+                                   ).as_data_source("train")
+  index = {source[i]["video"].tobytes(): i for i in range(len(source))}
+  half = len(source) // 2
+  for p in range(2):
+    videos = np.load(tmp_path / f"first_batch_{p}.npy")
+    assert videos.shape[0] == _config().train.batch_size // 2
+    read = [index[np.round((v + 1) * 127.5).astype(np.uint8).tobytes()] for v in videos]
+    assert all(p * half <= i < (p + 1) * half for i in read), (p, read)  # ShardByJaxProcess.
