@@ -61,11 +61,16 @@ def logical_to_shardings(boxed_abstract: Any, mesh: Mesh, mesh_cfg) -> Any:
 
 def opt_state_shardings(tx: optax.GradientTransformation, abstract_opt_state: Any,
                         param_shardings: Any, mesh: Mesh) -> Any:
-  """Optimizer moments follow their parameters' shardings; counters are replicated."""
+  """Optimizer moments follow their parameters' shardings; counters are replicated.
+
+  Frozen parameters (optax.multi_transform with set_to_zero) have `MaskedNode`s instead of
+  moments: they stay `MaskedNode`s, so the sharding tree matches the state tree.
+  """
   replicated = NamedSharding(mesh, P())
+  masked = lambda x: isinstance(x, optax.MaskedNode)
   return optax.tree_map_params(
-      tx, lambda _, sharding: sharding, abstract_opt_state, param_shardings,
-      transform_non_params=lambda _: replicated)
+      tx, lambda leaf, sharding: leaf if masked(leaf) else sharding, abstract_opt_state,
+      param_shardings, transform_non_params=lambda _: replicated, is_leaf=masked)
 
 
 def batch_axes(mesh_cfg) -> tuple:

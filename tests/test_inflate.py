@@ -117,7 +117,9 @@ def test_inflate_adds_zero_cond_channels(params):
   out = inflate_lib.inflate(stunet, cond_init)
   np.testing.assert_array_equal(out["params"]["unet"]["conv_in"]["kernel"],
                                 stunet["params"]["unet"]["conv_in"]["kernel"])
-  assert out["params"]["unet"]["cond_in"]["kernel"].shape == (3, 3, 16, 16)
+  s2d = cfg.model.space_to_depth  # cond_in sees the 4 cond channels after space-to-depth.
+  assert out["params"]["unet"]["cond_in"]["kernel"].shape == (3, 3, 4 * s2d**2,
+                                                              cfg.model.channels[0])
 
 
 def test_interpolate_spatial(params):
