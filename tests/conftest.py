@@ -23,6 +23,16 @@ def load_experiment(name: str, arg: str = ""):
   return module.get_config(arg)
 
 
+def small_data_cfg(**overrides):
+  """A tiny `synthetic_clips` data config (4 frames, 16x16, 40 clips) for data-stage tests."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  cfg = dict(name="synthetic_clips", variant="simple", data_dir="", num_frames=4, resolution=16,
+             fps=8, num_train=40, num_validation=8, num_test=8, builder_seed=0, max_text_len=16,
+             vocab_size=128, random_flip=False, random_temporal_flip=False, worker_count=0)
+  cfg.update(overrides)
+  return ml_collections.ConfigDict(cfg)
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
   """One synthetic dataset directory shared by the whole session (built on first use)."""

@@ -1,27 +1,19 @@
 """Tests for the grain input pipeline."""
 import grain.python as grain
 import jax
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
 from lumiere_jax.data import pipeline
+from conftest import small_data_cfg
 from lumiere_jax.data import synthetic
 from lumiere_jax.data import tokenizer as tokenizer_lib
 
 
-def _data_cfg(**overrides):
-  cfg = dict(name="synthetic_clips", variant="simple", data_dir="", num_frames=4, resolution=16,
-             fps=8, num_train=40, num_validation=8, num_test=8, builder_seed=0, max_text_len=16,
-             vocab_size=128, random_flip=False, random_temporal_flip=False, worker_count=0)
-  cfg.update(overrides)
-  return ml_collections.ConfigDict(cfg)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-  data_cfg = _data_cfg()
+  data_cfg = small_data_cfg()
   builder = synthetic.build_dataset(data_cfg, str(tmp_path_factory.mktemp("tfds")))
   return data_cfg, builder, tokenizer_lib.get_or_train_tokenizer(builder, data_cfg)
 
@@ -92,7 +84,7 @@ def test_iterator_state_round_trips_through_orbax(data, tmp_path):
 
 def test_temporal_crop_and_flips(data):
   _, builder, tok = data
-  cfg = _data_cfg(num_frames=2, random_flip=True, random_temporal_flip=True)
+  cfg = small_data_cfg(num_frames=2, random_flip=True, random_temporal_flip=True)
   batch = next(pipeline.create_data_iterator(cfg, builder, tok, "train", 8, 0))
   assert batch["video"].shape == (8, 2, 16, 16, 3)
   video = np.arange(24, dtype=np.float32).reshape(2, 2, 2, 3, 1)
@@ -103,7 +95,7 @@ def test_temporal_crop_and_flips(data):
     assert out["video"].tobytes() in (video.tobytes(), video[:, :, ::-1].tobytes())
   assert len(seen) == 2
   with pytest.raises(ValueError, match="fewer than num_frames"):
-    pipeline.create_data_iterator(_data_cfg(num_frames=5), builder, tok, "train", 8, 0)
+    pipeline.create_data_iterator(small_data_cfg(num_frames=5), builder, tok, "train", 8, 0)
 
 
 def test_batch_not_divisible_by_process_count(data):

@@ -1,18 +1,10 @@
 """Tests for the synthetic-clips TFDS builder."""
-import ml_collections
 import numpy as np
 import pytest
 
 from lumiere_jax.data import render
+from conftest import small_data_cfg
 from lumiere_jax.data import synthetic
-
-
-def _data_cfg(**overrides):
-  cfg = dict(name="synthetic_clips", variant="simple", data_dir="", num_frames=4, resolution=16,
-             fps=8, num_train=40, num_validation=8, num_test=8, builder_seed=0, max_text_len=16,
-             vocab_size=128, random_flip=False, random_temporal_flip=False, worker_count=0)
-  cfg.update(overrides)
-  return ml_collections.ConfigDict(cfg)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +14,7 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def builder(data_dir):
-  return synthetic.build_dataset(_data_cfg(), data_dir)
+  return synthetic.build_dataset(small_data_cfg(), data_dir)
 
 
 def _combo(example, split_names=("color", "shape", "direction")):
@@ -31,9 +23,9 @@ def _combo(example, split_names=("color", "shape", "direction")):
 
 
 def test_config_name_encodes_every_setting():
-  cfg = synthetic.config_from_data_cfg(_data_cfg())
+  cfg = synthetic.config_from_data_cfg(small_data_cfg())
   assert cfg.name == "simple_t4_r16_f8_n40-8-8_s0"
-  names = {synthetic.config_from_data_cfg(_data_cfg(**{k: v})).name for k, v in [
+  names = {synthetic.config_from_data_cfg(small_data_cfg(**{k: v})).name for k, v in [
       ("variant", "full"), ("num_frames", 5), ("resolution", 17), ("fps", 9), ("num_train", 41),
       ("num_validation", 9), ("num_test", 9), ("builder_seed", 1)]}
   assert len(names) == 8 and cfg.name not in names
@@ -45,7 +37,7 @@ def test_build_writes_array_record_and_is_reused(builder, data_dir, monkeypatch)
       "train": 40, "validation": 8, "test": 8}
   monkeypatch.setattr(synthetic.SyntheticClips, "download_and_prepare",
                       lambda *a, **k: pytest.fail("rebuilt a prepared dataset"))
-  again = synthetic.build_dataset(_data_cfg(), data_dir)
+  again = synthetic.build_dataset(small_data_cfg(), data_dir)
   assert again.data_dir == builder.data_dir
 
 
@@ -57,7 +49,7 @@ def test_examples_are_stored_in_order_and_deterministic(builder):
     np.testing.assert_array_equal(got["video"], expected["video"])
     assert got["caption"].decode() == expected["caption"]
     assert got["color"] == expected["color"]
-  other_seed = synthetic.config_from_data_cfg(_data_cfg(builder_seed=1))
+  other_seed = synthetic.config_from_data_cfg(small_data_cfg(builder_seed=1))
   assert not np.array_equal(synthetic.make_example(other_seed, "train", 0)["video"],
                             source[0]["video"])
 
@@ -77,7 +69,7 @@ def test_stored_captions_name_the_labels(builder):
 
 def test_full_variant_has_all_attribute_features(tmp_path):
   builder = synthetic.build_dataset(
-      _data_cfg(variant="full", num_train=6, num_validation=2, num_test=2), str(tmp_path))
+      small_data_cfg(variant="full", num_train=6, num_validation=2, num_test=2), str(tmp_path))
   features = builder.info.features
   for key in ("size", "speed", "path", "background", "num_objects", "color_2"):
     assert key in features
@@ -86,17 +78,17 @@ def test_full_variant_has_all_attribute_features(tmp_path):
 
 
 def test_resolve_data_dir(monkeypatch, tmp_path):
-  assert synthetic.resolve_data_dir(_data_cfg(data_dir=str(tmp_path))) == str(tmp_path)
+  assert synthetic.resolve_data_dir(small_data_cfg(data_dir=str(tmp_path))) == str(tmp_path)
   monkeypatch.setenv("LUMIERE_DATA_DIR", "/data/x")
-  assert synthetic.resolve_data_dir(_data_cfg()) == "/data/x"
+  assert synthetic.resolve_data_dir(small_data_cfg()) == "/data/x"
   monkeypatch.delenv("LUMIERE_DATA_DIR")
-  assert synthetic.resolve_data_dir(_data_cfg()).endswith("tensorflow_datasets")
+  assert synthetic.resolve_data_dir(small_data_cfg()).endswith("tensorflow_datasets")
 
 
 def test_bad_config_raises(tmp_path):
   with pytest.raises(ValueError, match="dataset name"):
-    synthetic.build_dataset(_data_cfg(name="ucf101"), str(tmp_path))
+    synthetic.build_dataset(small_data_cfg(name="ucf101"), str(tmp_path))
   with pytest.raises(ValueError, match="variant"):
-    synthetic.config_from_data_cfg(_data_cfg(variant="fancy"))
+    synthetic.config_from_data_cfg(small_data_cfg(variant="fancy"))
   with pytest.raises(ValueError, match="Split sizes"):
-    synthetic.config_from_data_cfg(_data_cfg(num_test=0))
+    synthetic.config_from_data_cfg(small_data_cfg(num_test=0))
