@@ -88,7 +88,13 @@ def run(argv) -> None:
     elif FLAGS.mode == "sweep":
       out = sweep.run_sweep(FLAGS.config, FLAGS.workdir)
       print(f"Results: {out['table']}", flush=True)
-  except (checkpoint.CheckpointError,) + CLEAR_ERRORS as e:
+  except checkpoint.CheckpointError as e:
+    logging.debug("Traceback of the error below:", exc_info=True)
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    # Nothing is being saved when a restore fails; exiting at once keeps Orbax's background
+    # asyncio threads from printing "Event loop is closed" tracebacks at interpreter shutdown.
+    os._exit(1)  # pylint: disable=protected-access
+  except CLEAR_ERRORS as e:
     logging.debug("Traceback of the error below:", exc_info=True)
     _die(str(e))
 
