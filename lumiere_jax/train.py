@@ -37,7 +37,8 @@ from lumiere_jax.evaluate import alignment
 from lumiere_jax.models import inflate as inflate_lib
 from lumiere_jax.models import model as model_lib
 
-TOKENIZER_FILE = "tokenizer.model"
+# The workdir's tokenizer copy: the sampler loads it from there, so both use one name.
+TOKENIZER_FILE = sample_lib.TOKENIZER_FILE
 
 
 @flax.struct.dataclass
