@@ -37,6 +37,7 @@ def _paper(c: ml_collections.ConfigDict) -> None:
       head_dim=64, temporal_downsample=(True, True, True), temporal_attn_levels=None,
       space_to_depth=1, norm_groups=32, dtype="bfloat16", param_dtype="float32")
   c.text.update(kind="precomputed", width=1024, precomputed_dim=4096, max_len=128)
+  c.data.text_embedding_dim = 4096  # T5-XXL features stored with the clips.
   c.train.update(steps=500_000, batch_size=256, lr=1e-4, warmup_steps=10_000,
                  weight_decay=0.0, ema_decay=0.9999, sample_at_end=False, eval_prompts=0)
   c.sample.update(num_steps=256, guidance=8.0, batch_size=8)

@@ -4,6 +4,8 @@ Variants (`--config=experiments/tiny.py:VARIANT`):
   (none)  text-to-video STUNet trained from scratch (the default job).
   t2i     the text-to-image U-Net trained on single frames (stage 1 of the two-stage path).
   inflate STUNet initialised from a `t2i` workdir (`config.init_from`), temporal params only.
+  precomputed  text-to-video conditioned on caption features stored in the dataset (a frozen
+          stand-in encoder, `data/text_features.py`), the way paper-scale runs use T5-XXL.
   cond    7-channel conditional STUNet (image-to-video, inpainting, cinemagraphs) fine-tuned from
           a text-to-video checkpoint (`config.init_from`).
   test    the smallest shapes, for unit tests and CI.
@@ -29,8 +31,8 @@ SAMPLE_PROMPTS = (
 
 def get_config(arg: str = ""):
   variant = arg or "t2v"
-  if variant not in ("t2v", "t2i", "inflate", "cond", "test"):
-    raise ValueError(f"unknown tiny variant {arg!r}; use t2i, inflate, cond or test")
+  if variant not in ("t2v", "t2i", "inflate", "cond", "precomputed", "test"):
+    raise ValueError(f"unknown tiny variant {arg!r}; use t2i, inflate, cond, precomputed or test")
   c = ml_collections.ConfigDict()
   c.variant = variant
   c.seed = 0
@@ -45,6 +47,7 @@ def get_config(arg: str = ""):
       num_frames=8, resolution=32, fps=8,
       num_train=8000, num_validation=256, num_test=256, builder_seed=0,
       max_text_len=16, vocab_size=128,
+      text_embedding_dim=0,  # > 0: store frozen caption features (for text.kind='precomputed').
       random_flip=False, random_temporal_flip=False, worker_count=0,
   ))
 
@@ -112,6 +115,9 @@ def get_config(arg: str = ""):
   if variant == "cond":
     c.model.cond_channels = 4
     c.train.steps = 1000
+  if variant == "precomputed":
+    c.data.text_embedding_dim = 64
+    c.text.update(kind="precomputed", precomputed_dim=64)
   if variant == "test":
     c.data.update(num_frames=4, resolution=16, num_train=64, num_validation=16, num_test=16,
                   vocab_size=64)

@@ -23,6 +23,7 @@ from lumiere_jax import checkpoint as ckpt_lib
 from lumiere_jax import modeling
 from lumiere_jax import progress as progress_lib
 from lumiere_jax import video_io
+from lumiere_jax.data import text_features
 from lumiere_jax.data import tokenizer as tokenizer_lib
 from lumiere_jax.diffusion import conditioning
 from lumiere_jax.diffusion import multidiffusion
@@ -201,10 +202,18 @@ def _pad_to(a: np.ndarray, size: int) -> np.ndarray:
   return np.concatenate([a, np.repeat(a[-1:], size - a.shape[0], axis=0)])
 
 
+def load_text_input(workdir: str, config: ml_collections.ConfigDict):
+  """What turns prompts into the model's text input: the workdir's tokenizer, or the frozen
+  encoder whose features the dataset stores (`text.kind='precomputed'`)."""
+  if config.text.kind == "precomputed":
+    return text_features.encoder_for(config)
+  return tokenizer_lib.Tokenizer.load(os.path.join(workdir, TOKENIZER_FILE))
+
+
 def load_params(workdir: str, config: ml_collections.ConfigDict, step: int | None = None,
                 use_ema: bool = True) -> tuple[Any, Any, tokenizer_lib.Tokenizer, int]:
   """(model, params on one device, tokenizer, step) of a workdir's checkpoint for `config`."""
-  tokenizer = tokenizer_lib.Tokenizer.load(os.path.join(workdir, TOKENIZER_FILE))
+  tokenizer = load_text_input(workdir, config)
   model = modeling.build(config, tokenizer.vocab_size)
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
@@ -267,8 +276,11 @@ def export_sampler(sampler: Sampler, path: str, batch_size: int,
     return jnp.clip(jnp.round((video + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
   max_len = int(sampler.config.data.max_text_len)
-  args = ([jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in leaves],
-          jax.ShapeDtypeStruct((batch_size, max_len), jnp.int32),
+  text_dim = (int(sampler.config.text.precomputed_dim)
+              if sampler.config.text.kind == "precomputed" else 0)
+  tokens = (jax.ShapeDtypeStruct((batch_size, max_len, text_dim), jnp.float32) if text_dim
+            else jax.ShapeDtypeStruct((batch_size, max_len), jnp.int32))
+  args = ([jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in leaves], tokens,
           jax.ShapeDtypeStruct((batch_size, max_len), jnp.bool_),
           jax.ShapeDtypeStruct((2,), jnp.uint32),
           jax.ShapeDtypeStruct(shape[:-1] + (cond_c,), jnp.float32))
@@ -278,8 +290,10 @@ def export_sampler(sampler: Sampler, path: str, batch_size: int,
     f.write(exported.serialize())
   np.savez(os.path.join(path, PARAMS_FILE),
            **{f"{i:05d}": np.asarray(jax.device_get(x)) for i, x in enumerate(leaves)})
-  sampler.tokenizer.save(os.path.join(path, TOKENIZER_FILE))
-  meta = dict(batch_size=batch_size, max_text_len=max_len, video_shape=sampler.video_shape,
+  if not text_dim:
+    sampler.tokenizer.save(os.path.join(path, TOKENIZER_FILE))
+  meta = dict(batch_size=batch_size, max_text_len=max_len, text_embedding_dim=text_dim,
+              video_shape=sampler.video_shape,
               cond_channels=sampler.cond_channels, fps=int(sampler.config.data.fps),
               platforms=list(platforms), sample=sample_cfg.to_dict())
   with open(os.path.join(path, META_FILE), "w", encoding="utf-8") as f:
@@ -293,7 +307,7 @@ def load_exported(path: str):
   Same output as `Sampler.__call__` with the same prompts, seed and settings (one chunk of at
   most `batch_size` prompts).
   """
-  for name in (EXPORT_FILE, PARAMS_FILE, META_FILE, TOKENIZER_FILE):
+  for name in (EXPORT_FILE, PARAMS_FILE, META_FILE):
     if not os.path.exists(os.path.join(path, name)):
       raise FileNotFoundError(f"{os.path.join(path, name)} not found: not an exported sampler")
   with open(os.path.join(path, EXPORT_FILE), "rb") as f:
@@ -302,7 +316,9 @@ def load_exported(path: str):
     leaves = [z[k] for k in sorted(z.files)]
   with open(os.path.join(path, META_FILE), encoding="utf-8") as f:
     meta = json.load(f)
-  tokenizer = tokenizer_lib.Tokenizer.load(os.path.join(path, TOKENIZER_FILE))
+  text_dim = meta.get("text_embedding_dim", 0)
+  tokenizer = (text_features.HashedWordEncoder(text_dim) if text_dim
+               else tokenizer_lib.Tokenizer.load(os.path.join(path, TOKENIZER_FILE)))
   bs = meta["batch_size"]
   cond_shape = (bs,) + tuple(meta["video_shape"][:-1]) + (max(meta["cond_channels"], 1),)
 

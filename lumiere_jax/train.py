@@ -30,6 +30,7 @@ from lumiere_jax import sharding as sharding_lib
 from lumiere_jax.data import datasets
 from lumiere_jax.data import pipeline
 from lumiere_jax.data import synthetic
+from lumiere_jax.data import text_features
 from lumiere_jax.data import tokenizer as tokenizer_lib
 from lumiere_jax.diffusion import conditioning
 from lumiere_jax.diffusion import losses
@@ -199,7 +200,7 @@ def _params_from(workdir: str, abstract_params_tree: Any, config) -> Any:
   src_abstract = abstract_params_tree
   if src_cfg.model.temporal != config.model.temporal or (
       src_cfg.model.cond_channels != config.model.cond_channels):
-    src_model = modeling.build(src_cfg, _vocab_size_of(workdir))
+    src_model = modeling.build(src_cfg, sample_lib.load_text_input(workdir, src_cfg).vocab_size)
     src_boxed = modeling.abstract_params(src_model, src_cfg)
     replicated = jax.sharding.NamedSharding(
         jax.tree.leaves(abstract_params_tree)[0].sharding.mesh, jax.sharding.PartitionSpec())
@@ -209,10 +210,6 @@ def _params_from(workdir: str, abstract_params_tree: Any, config) -> Any:
   src, step = ckpt_lib.restore_subtree(workdir, ("ema_params",), src_abstract)
   logging.info("init_from %s step %d", workdir, step)
   return src
-
-
-def _vocab_size_of(workdir: str) -> int:
-  return tokenizer_lib.Tokenizer.load(os.path.join(workdir, TOKENIZER_FILE)).vocab_size
 
 
 class _PreemptionFlag:
@@ -261,20 +258,26 @@ class _IteratorPosition:
 def setup_data(config, workdir: str):
   """Builds (or reuses) the dataset and tokenizer; copies the tokenizer into the workdir.
 
+  With `text.kind='precomputed'` the dataset stores caption features and the "tokenizer" is
+  the frozen encoder that made them (`text_features`), used for prompts at sampling time.
+
   With several processes, process 0 builds first and the others wait, so hosts sharing a data
   directory reuse its dataset instead of writing it concurrently (hosts with their own disks
   build the same deterministic dataset after the barrier).
   """
   data_dir = synthetic.resolve_data_dir(config.data)
 
+  precomputed = config.text.kind == "precomputed"
+  encoder = text_features.encoder_for(config) if precomputed else None  # Checks dims first.
+
   def build():
     builder = datasets.build_dataset(config.data, data_dir)
-    return builder, tokenizer_lib.get_or_train_tokenizer(builder, config.data)
+    return builder, encoder or tokenizer_lib.get_or_train_tokenizer(builder, config.data)
 
   if jax.process_index() == 0:
     builder, tokenizer = build()
     dst = os.path.join(workdir, TOKENIZER_FILE)
-    if not os.path.exists(dst):
+    if not precomputed and not os.path.exists(dst):
       tokenizer.save(dst)
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices("lumiere_jax.setup_data")
@@ -295,7 +298,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   builder, tokenizer = setup_data(config, workdir)
   data_iter = pipeline.create_data_iterator(
-      config.data, builder, tokenizer, "train", config.train.batch_size, seed=config.seed)
+      config.data, builder, None if config.text.kind == "precomputed" else tokenizer, "train",
+      config.train.batch_size, seed=config.seed)
 
   model = modeling.build(config, tokenizer.vocab_size)
   init_fn, abstract_state, state_sh, (tx, schedule) = create_train_state(model, config, mesh)

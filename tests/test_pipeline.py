@@ -8,6 +8,7 @@ import pytest
 from lumiere_jax.data import pipeline
 from conftest import small_data_cfg
 from lumiere_jax.data import synthetic
+from lumiere_jax.data import text_features
 from lumiere_jax.data import tokenizer as tokenizer_lib
 
 
@@ -119,3 +120,26 @@ def test_make_global_batch_shards_the_batch_dimension():
     pipeline.make_global_batch({"tokens": batch["tokens"][:6]}, mesh)
   with pytest.raises(ValueError, match="batch axes"):
     pipeline.make_global_batch(batch, jax.sharding.Mesh(np.array(jax.devices()[:2]), ("model",)))
+
+
+def test_precomputed_caption_features_are_read_from_the_dataset(tmp_path):
+  data_cfg = small_data_cfg(text_embedding_dim=8, max_text_len=12)
+  builder = synthetic.build_dataset(data_cfg, str(tmp_path))
+  assert builder.builder_config.name.endswith("_e8x12")
+  it = pipeline.create_data_iterator(data_cfg, builder, None, "train", 4, seed=0, shuffle=False)
+  batch = next(it)
+  assert batch["tokens"].shape == (4, 12, 8) and batch["tokens"].dtype == np.float32
+  assert batch["text_mask"].shape == (4, 12) and batch["text_mask"].any(1).all()
+  assert "caption" not in batch and "text_embedding" not in batch
+  source = builder.as_data_source("train")
+  captions = [source[i]["caption"] for i in range(4)]
+  captions = [c.decode() if isinstance(c, bytes) else c for c in captions]
+  want, want_mask = text_features.HashedWordEncoder(8).encode(captions, 12)
+  np.testing.assert_allclose(batch["tokens"], want, atol=1e-2)  # Stored as float16.
+  np.testing.assert_array_equal(batch["text_mask"], want_mask)
+
+
+def test_precomputed_text_needs_stored_features(data):
+  data_cfg, builder, _ = data
+  with pytest.raises(ValueError, match="stores no caption features"):
+    pipeline.create_data_iterator(data_cfg, builder, None, "train", 8, seed=0)

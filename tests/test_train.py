@@ -93,3 +93,25 @@ def test_nan_loss_stops_without_saving(tmp_path, data_dir):
     train.train_and_evaluate(config, str(tmp_path))
   saved = os.listdir(tmp_path / "checkpoints") if os.path.exists(tmp_path / "checkpoints") else []
   assert not [s for s in saved if s.isdigit()]
+
+
+def test_precomputed_text_features_train_and_sample(tmp_path, data_dir):
+  """`text.kind='precomputed'`: the dataset's stored caption features feed the train step and
+  the same frozen encoder turns prompts into features at sampling time."""
+  del data_dir
+  config = load_experiment("tiny", "test")
+  config.data.text_embedding_dim = 8
+  config.text.update(kind="precomputed", precomputed_dim=8)
+  config.train.update(steps=2, eval_prompts=0)
+  config.sample.prompts = config.sample.prompts[:1]
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary["end_step"] == 2
+  assert not os.path.exists(tmp_path / train.TOKENIZER_FILE)  # Nothing to tokenize with.
+  assert len([n for n in os.listdir(tmp_path / "samples" / "2") if n.endswith(".mp4")]) == 1
+  sampler = sample.load_sampler(str(tmp_path))
+  videos = sampler(["a red square moves up"], seed=0)
+  assert videos.shape == (1, 4, 16, 16, 3)
+  np.testing.assert_array_equal(videos, sampler(["a red square moves up"], seed=0))
+  config.text.precomputed_dim = 16
+  with pytest.raises(ValueError, match="set both equal"):
+    train.train_and_evaluate(config, str(tmp_path / "bad"))

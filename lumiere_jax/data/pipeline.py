@@ -11,7 +11,7 @@ import grain.python as grain
 import jax
 import numpy as np
 
-_NON_LABEL_KEYS = ("video", "caption")
+_NON_LABEL_KEYS = ("video", "caption", "text_embedding", "text_mask")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +27,9 @@ class DecodeVideo(grain.MapTransform):
     out["video"] = element["video"].astype(np.float32) / 127.5 - 1.0
     caption = element["caption"]
     out["caption"] = caption.decode("utf-8") if isinstance(caption, bytes) else caption
+    for key in ("text_embedding", "text_mask"):
+      if key in element:
+        out[key] = element[key]
     return out
 
 
@@ -62,8 +65,25 @@ class Tokenize(grain.MapTransform):
   max_len: int
 
   def map(self, element):
+    element.pop("text_embedding", None)  # A dataset may store features the run does not use.
     tokens, mask = self.tokenizer.encode([element.pop("caption")], self.max_len)
     element["tokens"], element["text_mask"] = tokens[0], mask[0]
+    return element
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadTextEmbedding(grain.MapTransform):
+  """Stored caption features -> `tokens` float32 (L, D), `text_mask` bool (L,), padded or cut to
+  `max_len`; the caption string is dropped (`text.kind='precomputed'`)."""
+  max_len: int
+
+  def map(self, element):
+    feats = np.asarray(element.pop("text_embedding"), np.float32)[:self.max_len]
+    mask = np.asarray(element.pop("text_mask"), bool)[:self.max_len]
+    pad = self.max_len - feats.shape[0]
+    element["tokens"] = np.pad(feats, ((0, pad), (0, 0)))
+    element["text_mask"] = np.pad(mask, (0, pad))
+    element.pop("caption")
     return element
 
 
@@ -75,7 +95,8 @@ def create_data_iterator(data_cfg, builder, tokenizer, split, global_batch_size,
     data_cfg: `config.data` (num_frames, max_text_len, random_flip, random_temporal_flip,
       worker_count).
     builder: a prepared TFDS builder with `video` (T, H, W, 3) uint8 and `caption` features.
-    tokenizer: `tokenizer.Tokenizer`.
+    tokenizer: `tokenizer.Tokenizer`; None reads the dataset's stored `text_embedding` and
+      `text_mask` features instead (`text.kind='precomputed'`).
     split: TFDS split name, e.g. "train".
     global_batch_size: batch over all processes; each yields `global // shard_count` examples.
     seed: shuffle and augmentation seed.
@@ -85,7 +106,8 @@ def create_data_iterator(data_cfg, builder, tokenizer, split, global_batch_size,
       remainder so every process yields the same number of batches.
 
   Returns:
-    Iterator of dicts: `video` (b, T, H, W, 3) float32, `tokens` (b, L) int32, `text_mask`
+    Iterator of dicts: `video` (b, T, H, W, 3) float32, `tokens` (b, L) int32 (or stored
+    features (b, L, D) float32 when `tokenizer` is None), `text_mask`
     (b, L) bool and the dataset's integer features (b,), if any: attribute labels for
     synthetic_clips, `start_frame` for video_folder.
   """
@@ -98,6 +120,11 @@ def create_data_iterator(data_cfg, builder, tokenizer, split, global_batch_size,
   if stored_frames < data_cfg.num_frames:
     raise ValueError(f"Dataset clips have {stored_frames} frames, fewer than num_frames="
                      f"{data_cfg.num_frames}.")
+  features = builder.info.features
+  if tokenizer is None and not {"text_embedding", "text_mask"} <= set(features.keys()):
+    raise ValueError(f"Dataset {builder.name}/{builder.builder_config.name} stores no caption "
+                     "features (text_embedding, text_mask) for text.kind='precomputed'; build it "
+                     "with data.text_embedding_dim > 0.")
   source = builder.as_data_source(split)
   sampler = grain.IndexSampler(num_records=len(source), shard_options=shard_options,
                                shuffle=shuffle, num_epochs=num_epochs, seed=seed)
@@ -108,7 +135,8 @@ def create_data_iterator(data_cfg, builder, tokenizer, split, global_batch_size,
     operations.append(RandomFlip(axis=2))
   if data_cfg.random_temporal_flip:
     operations.append(RandomFlip(axis=0))
-  operations += [Tokenize(tokenizer, data_cfg.max_text_len),
+  operations += [ReadTextEmbedding(data_cfg.max_text_len) if tokenizer is None
+                 else Tokenize(tokenizer, data_cfg.max_text_len),
                  grain.Batch(global_batch_size // shard_options.shard_count,
                              drop_remainder=True)]
   loader = grain.DataLoader(data_source=source, sampler=sampler, operations=operations,

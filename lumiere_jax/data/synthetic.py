@@ -10,6 +10,7 @@ import tensorflow_datasets as tfds
 
 from lumiere_jax import progress as progress_lib
 from lumiere_jax.data import render
+from lumiere_jax.data import text_features
 
 _SPLITS = ("train", "validation", "test")
 
@@ -18,7 +19,7 @@ class SyntheticClipsConfig(tfds.core.BuilderConfig):
   """Generation settings; the name encodes all of them so settings never share a directory."""
 
   def __init__(self, *, variant="simple", num_frames=8, resolution=32, fps=8, num_train=8000,
-               num_validation=256, num_test=256, seed=0):
+               num_validation=256, num_test=256, seed=0, text_embedding_dim=0, max_text_len=16):
     if variant not in render.VARIANTS:
       raise ValueError(f"Unknown variant {variant!r}; expected one of {render.VARIANTS}.")
     if num_frames < 1 or resolution < 8 or fps < 1:
@@ -27,8 +28,13 @@ class SyntheticClipsConfig(tfds.core.BuilderConfig):
     if min(num_train, num_validation, num_test) < 1:
       raise ValueError(
           f"Split sizes must be positive, got {num_train}, {num_validation}, {num_test}.")
+    if text_embedding_dim < 0 or (text_embedding_dim and max_text_len < 1):
+      raise ValueError(f"Need text_embedding_dim >= 0 and max_text_len >= 1; got "
+                       f"{text_embedding_dim}, {max_text_len}.")
     name = (f"{variant}_t{num_frames}_r{resolution}_f{fps}_"
             f"n{num_train}-{num_validation}-{num_test}_s{seed}")
+    if text_embedding_dim:  # Stored caption features (text.kind='precomputed').
+      name += f"_e{text_embedding_dim}x{max_text_len}"
     super().__init__(name=name, description=f"{variant} synthetic clips")
     self.variant = variant
     self.num_frames = num_frames
@@ -38,6 +44,8 @@ class SyntheticClipsConfig(tfds.core.BuilderConfig):
     self.num_validation = num_validation
     self.num_test = num_test
     self.seed = seed
+    self.text_embedding_dim = text_embedding_dim
+    self.max_text_len = max_text_len
 
 
 def label_names(variant):
@@ -76,6 +84,10 @@ def make_example(config, split, index):
   example = {"video": render.render_clip(attrs, config.num_frames, config.resolution),
              "caption": render.make_caption(attrs, rng)}
   example.update(attribute_labels(attrs))
+  if config.text_embedding_dim:
+    feats, mask = text_features.HashedWordEncoder(config.text_embedding_dim).encode(
+        [example["caption"]], config.max_text_len)
+    example["text_embedding"], example["text_mask"] = feats[0].astype(np.float16), mask[0]
   return example
 
 
@@ -98,6 +110,11 @@ class SyntheticClips(tfds.core.GeneratorBasedBuilder):
                      for k, v in label_names(cfg.variant).items()})
     if cfg.variant == "full":
       features["num_objects"] = tfds.features.Scalar(dtype=np.int32)
+    if cfg.text_embedding_dim:
+      features["text_embedding"] = tfds.features.Tensor(
+          shape=(cfg.max_text_len, cfg.text_embedding_dim), dtype=np.float16,
+          encoding=tfds.features.Encoding.ZLIB)
+      features["text_mask"] = tfds.features.Tensor(shape=(cfg.max_text_len,), dtype=np.bool_)
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict(features),
         metadata=tfds.core.MetadataDict(fps=cfg.fps),
@@ -125,10 +142,14 @@ def resolve_data_dir(data_cfg):
 
 
 def config_from_data_cfg(data_cfg):
+  text = {}
+  if data_cfg.get("text_embedding_dim", 0):
+    text = dict(text_embedding_dim=data_cfg.text_embedding_dim,
+                max_text_len=data_cfg.max_text_len)
   return SyntheticClipsConfig(
       variant=data_cfg.variant, num_frames=data_cfg.num_frames, resolution=data_cfg.resolution,
       fps=data_cfg.fps, num_train=data_cfg.num_train, num_validation=data_cfg.num_validation,
-      num_test=data_cfg.num_test, seed=data_cfg.builder_seed)
+      num_test=data_cfg.num_test, seed=data_cfg.builder_seed, **text)
 
 
 def build_dataset(data_cfg, data_dir=None):
