@@ -35,7 +35,8 @@ def _paper(c: ml_collections.ConfigDict) -> None:
   c.model.update(
       channels=(256, 512, 1024, 2048), num_res_blocks=3, attn_levels=(2, 3), num_heads=0,
       head_dim=64, temporal_downsample=(True, True, True), temporal_attn_levels=None,
-      space_to_depth=1, norm_groups=32, dtype="bfloat16", param_dtype="float32")
+      space_to_depth=1, norm_groups=32, pixel_skip=False, dtype="bfloat16",
+      param_dtype="float32")
   c.text.update(kind="precomputed", width=1024, precomputed_dim=4096, max_len=128)
   c.data.text_embedding_dim = 4096  # T5-XXL features stored with the clips.
   c.train.update(steps=500_000, batch_size=256, lr=1e-4, warmup_steps=10_000,
@@ -50,7 +51,8 @@ def _mid(c: ml_collections.ConfigDict) -> None:
   """A mid-size STUNet: wide enough that matmul-shaped work dominates on CPU."""
   c.data.update(num_frames=16, resolution=32)
   c.model.update(channels=(128, 256, 256), num_res_blocks=2, attn_levels=(2,), num_heads=4,
-                 temporal_downsample=(True, True), space_to_depth=2, norm_groups=32)
+                 temporal_downsample=(True, True), space_to_depth=2, norm_groups=32,
+                 pixel_skip=False)
   c.text.update(width=128, num_layers=2, num_heads=4, mlp_dim=256)
   c.train.update(batch_size=4)
 

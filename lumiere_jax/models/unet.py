@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 from lumiere_jax.models import layers
 
@@ -46,6 +47,7 @@ class UNet(layers.LayerBase):
   dropout: float = 0.0
   norm_groups: int = 8
   remat: bool = False
+  pixel_skip: bool = False
 
   def _validate(self):
     n = len(self.channels)
@@ -170,7 +172,44 @@ class UNet(layers.LayerBase):
 
     h = layers.spatial(self.group_norm(self.norm_groups, name="norm_out"), h)
     h = layers.spatial(self.conv(self.out_channels * s * s, name="conv_out"), nn.silu(h))
+    if self.pixel_skip:
+      h = h + self._pixel_skip(x, cond, emb)
     return layers.constrain_video(layers.depth_to_space(h, s).astype(jnp.float32))
+
+
+  def _pixel_skip(self, x, cond, emb):
+    """A full-rank linear path from the input pixels (and cond) to the output tokens.
+
+    With space-to-depth s, a token holds s*s*3 values but the first level only channels[0]
+    features: below s*s*3 the network cannot pass per-pixel noise through, and a v/eps target
+    needs exactly that, so samples keep a speckle of residual noise. The ideal linear part of the
+    prediction depends on the noise level (e.g. v ~ (alpha x_t - x0) / sigma, and x0 ~ the
+    upsampled video for SSR), hence a gate per input channel from the timestep/text embedding,
+    zero at init (the model starts as without), on a projection initialised to the identity from
+    each pixel of x_t, and of the cond's video, to the same output pixel. The cond's path has its
+    own params (`cond_pixel_skip*`), new like `cond_in` when a T2V model becomes a cond model.
+    """
+    out = self._gated_identity(x, emb, "pixel_skip")
+    if cond is not None:
+      out = out + self._gated_identity(cond.astype(x.dtype), emb, "cond_pixel_skip")
+    return out
+
+  def _gated_identity(self, z, emb, name):
+    s, channels, out = self.space_to_depth, z.shape[-1], self.out_channels
+    z = layers.space_to_depth(z, s)
+    gate = self.dense(z.shape[-1], ("embed", None), zero=True, name=f"{name}_gate")(emb)
+    z = z * gate[:, None, None, None, :]
+
+    def identity_init(key, shape, dtype):
+      del key
+      kernel = np.zeros((s * s, channels, s * s, out), np.float32)
+      for c in range(min(channels, out)):  # Video channels; a cond's mask channel maps to 0.
+        kernel[np.arange(s * s), c, np.arange(s * s), c] = 1.0
+      return jnp.asarray(kernel.reshape(shape), dtype)
+
+    return nn.Dense(out * s * s, dtype=self.dtype, param_dtype=self.param_dtype,
+                    kernel_init=layers.partitioned(identity_init, (None, None)),
+                    bias_init=layers.partitioned(layers.zeros, (None,)), name=name)(z)
 
 
 def is_temporal_path(path: Sequence[Any]) -> bool:
@@ -191,5 +230,6 @@ def unet_from_config(model_cfg) -> UNet:
       temporal_text_attn=model_cfg.temporal_text_attn, space_to_depth=model_cfg.space_to_depth,
       cond_channels=model_cfg.cond_channels, out_channels=model_cfg.out_channels,
       dropout=model_cfg.dropout, norm_groups=model_cfg.norm_groups, remat=model_cfg.remat,
+      pixel_skip=model_cfg.get("pixel_skip", False),
       dtype=jnp.dtype(model_cfg.dtype), param_dtype=jnp.dtype(model_cfg.param_dtype))
 
