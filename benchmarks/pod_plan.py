@@ -69,6 +69,12 @@ _OUT_MD = flags.DEFINE_string("out_md", os.path.join(REPO, "docs/pod_plan.md"), 
 _OUT_JSON = flags.DEFINE_string("out_json", os.path.join(REPO, "benchmarks/results/pod_plan.json"),
                                 "JSON out.")
 _MAX_BATCH = flags.DEFINE_integer("max_per_chip_batch", 16, "Upper end of the batch search.")
+_JOBS = flags.DEFINE_list(
+    "jobs", None, "Train jobs to compile instead of the preset list, as chip/chips/strategy[/search],"
+    " e.g. v5p/256/fsdp+remat/search. Sampling and SSR rows are skipped unless --with_extras.")
+_WITH_EXTRAS = flags.DEFINE_bool("with_extras", True, "Also compile the sampler and SSR rows.")
+_RESUME = flags.DEFINE_bool("resume", True, "Keep the rows of an earlier run in --out_json and "
+                            "skip the compiles they already hold.")
 
 
 def load_config(name: str, arg: str) -> ml_collections.ConfigDict:
@@ -229,6 +235,23 @@ def train_jobs(quick: bool) -> list:
   return [(c, n, s, True) for c in CHIPS
           for n in sorted(SHAPES_3D if CHIPS[c].dims == 3 else SHAPES_2D)
           if n <= CHIPS[c].max_chips for s in STRATEGIES]
+
+
+def parse_jobs(specs: list) -> list:
+  """`chip/chips/strategy[/search]` strings -> train_jobs() tuples, checked against the tables."""
+  jobs = []
+  for spec in specs:
+    parts = spec.split("/")
+    if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "search"):
+      raise ValueError(f"--jobs entry {spec!r} is not chip/chips/strategy[/search]")
+    chip, n, strategy = parts[0], int(parts[1]), parts[2]
+    if chip not in CHIPS or strategy not in STRATEGIES:
+      raise ValueError(f"--jobs entry {spec!r}: chip in {sorted(CHIPS)}, strategy in "
+                       f"{sorted(STRATEGIES)}")
+    if n not in (SHAPES_3D if CHIPS[chip].dims == 3 else SHAPES_2D):
+      raise ValueError(f"--jobs entry {spec!r}: no {chip} slice of {n} chips in this table")
+    jobs.append((chip, n, strategy, len(parts) == 4))
+  return jobs
 
 
 def plan_train(jobs: list, results: dict, log, save) -> None:
@@ -397,6 +420,9 @@ def main(argv):
   import libtpu  # pylint: disable=g-import-not-at-top,unused-import
   libtpu_version = getattr(libtpu, "__version__", "?")
   results = dict(train={}, sample=[], ssr=[], rows=[], ssr_note="not compiled yet")
+  if _RESUME.value and os.path.exists(_OUT_JSON.value):
+    with open(_OUT_JSON.value, encoding="utf-8") as f:
+      results.update(json.load(f)["raw"])
 
   def log(row):
     mem = row["memory"]["peak"] / GIB if "memory" in row else float("nan")
@@ -437,14 +463,18 @@ def main(argv):
     with open(_OUT_JSON.value, "w", encoding="utf-8") as f:
       json.dump(dict(summary=rows, recommended=rec, raw=results), f, indent=2, default=str)
 
-  jobs = train_jobs(_QUICK.value)
+  jobs = parse_jobs(_JOBS.value) if _JOBS.value else train_jobs(_QUICK.value)
   plan_train(jobs[:1], results, log, save)  # The headline number first.
-  results["sample"] = sample_rows(_QUICK.value, log)
-  save()
-  results["ssr"], results["ssr_note"] = ssr_rows(log)
-  save()
+  if _WITH_EXTRAS.value:
+    results["sample"] = sample_rows(_QUICK.value, log)
+    save()
+    results["ssr"], results["ssr_note"] = ssr_rows(log)
+    save()
   plan_train(jobs[1:], results, log, save)
-  print(open(_OUT_MD.value, encoding="utf-8").read())
+  if os.path.exists(_OUT_MD.value):
+    print(open(_OUT_MD.value, encoding="utf-8").read())
+  else:  # Nothing compiled within HBM yet: the markdown table needs one fitting compile.
+    print(f"No configuration fit; see {_OUT_JSON.value} for what the compiler said.")
 
 
 if __name__ == "__main__":
