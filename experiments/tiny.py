@@ -107,6 +107,7 @@ def get_config(arg: str = ""):
           ("conv_out", "fsdp"), ("embed", "fsdp"), ("mlp", None), ("heads", None),
           ("kv", None), ("conv_in", None), ("vocab", None), ("length", None),
           ("frames", None), ("height", None), ("width", None),
+          ("pixels", None),  # Space-to-depth pixel values (the pixel skip's small matrices).
       ),
   ))
 

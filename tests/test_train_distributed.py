@@ -21,6 +21,7 @@ import pytest
 from conftest import REPO, load_experiment
 from lumiere_jax import checkpoint as ckpt_lib
 from lumiere_jax import modeling
+from lumiere_jax import sample
 from lumiere_jax import sharding as sharding_lib
 from lumiere_jax import train
 from lumiere_jax.data import synthetic
@@ -204,7 +205,7 @@ def test_restore_onto_a_smaller_mesh(reference):
   """A checkpoint saved from 8 devices restores onto 4 (e.g. a smaller slice after preemption)."""
   workdir, _ = reference
   config = _config()
-  model = modeling.build(config, train._vocab_size_of(str(workdir)))  # pylint: disable=protected-access
+  model = modeling.build(config, sample.load_text_input(str(workdir), config).vocab_size)
   mngr = ckpt_lib.create_manager(str(workdir), config.train, read_only=True)
   restored = {}
   for n in (8, 4):

@@ -197,7 +197,7 @@ class UNet(layers.LayerBase):
   def _gated_identity(self, z, emb, name):
     s, channels, out = self.space_to_depth, z.shape[-1], self.out_channels
     z = layers.space_to_depth(z, s)
-    gate = self.dense(z.shape[-1], ("embed", None), zero=True, name=f"{name}_gate")(emb)
+    gate = self.dense(z.shape[-1], ("embed", "pixels"), zero=True, name=f"{name}_gate")(emb)
     z = z * gate[:, None, None, None, :]
 
     def identity_init(key, shape, dtype):
@@ -208,8 +208,8 @@ class UNet(layers.LayerBase):
       return jnp.asarray(kernel.reshape(shape), dtype)
 
     return nn.Dense(out * s * s, dtype=self.dtype, param_dtype=self.param_dtype,
-                    kernel_init=layers.partitioned(identity_init, (None, None)),
-                    bias_init=layers.partitioned(layers.zeros, (None,)), name=name)(z)
+                    kernel_init=layers.partitioned(identity_init, ("pixels", "pixels")),
+                    bias_init=layers.partitioned(layers.zeros, ("pixels",)), name=name)(z)
 
 
 def is_temporal_path(path: Sequence[Any]) -> bool:
