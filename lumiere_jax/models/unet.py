@@ -208,7 +208,7 @@ class UNet(layers.LayerBase):
       return jnp.asarray(kernel.reshape(shape), dtype)
 
     return nn.Dense(out * s * s, dtype=self.dtype, param_dtype=self.param_dtype,
-                    kernel_init=layers.partitioned(identity_init, ("pixels", "pixels")),
+                    kernel_init=layers.partitioned(identity_init, ("conv_in", "pixels")),
                     bias_init=layers.partitioned(layers.zeros, ("pixels",)), name=name)(z)
 
 
