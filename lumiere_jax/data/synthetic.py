@@ -3,6 +3,7 @@
 Works without TensorFlow: videos are zlib-compressed uint8 `Tensor` features (`Video` needs TF
 and was ~8x slower), read back with `builder.as_data_source` for grain.
 """
+import functools
 import os
 
 import numpy as np
@@ -77,6 +78,12 @@ def attribute_labels(attrs):
   return labels
 
 
+@functools.lru_cache(maxsize=None)
+def _encoder(dim):
+  """One encoder per dim for the whole build, so its per-word vectors are computed once."""
+  return text_features.HashedWordEncoder(dim)
+
+
 def make_example(config, split, index):
   """Example `index` of `split`: depends only on (config, split, index), hence deterministic."""
   rng = np.random.default_rng([config.seed, _SPLITS.index(split), index])
@@ -85,8 +92,8 @@ def make_example(config, split, index):
              "caption": render.make_caption(attrs, rng)}
   example.update(attribute_labels(attrs))
   if config.text_embedding_dim:
-    feats, mask = text_features.HashedWordEncoder(config.text_embedding_dim).encode(
-        [example["caption"]], config.max_text_len)
+    feats, mask = _encoder(config.text_embedding_dim).encode([example["caption"]],
+                                                            config.max_text_len)
     example["text_embedding"], example["text_mask"] = feats[0].astype(np.float16), mask[0]
   return example
 

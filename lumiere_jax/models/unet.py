@@ -176,7 +176,6 @@ class UNet(layers.LayerBase):
       h = h + self._pixel_skip(x, cond, emb)
     return layers.constrain_video(layers.depth_to_space(h, s).astype(jnp.float32))
 
-
   def _pixel_skip(self, x, cond, emb):
     """A full-rank linear path from the input pixels (and cond) to the output tokens.
 
