@@ -1,6 +1,7 @@
 """Orbax checkpointing: train state + data-iterator state + config in one step directory."""
 import json
 import os
+import sys
 from typing import Any
 
 import grain.python as grain
@@ -45,6 +46,32 @@ def save(mngr: ocp.CheckpointManager, step: int, state: Any, data_iter: Any,
   return mngr.save(step, args=ocp.args.Composite(**items), force=force)
 
 
+def _is_late_callback_of_abandoned_read(unraisable) -> bool:
+  exc = unraisable.exc_value
+  return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+
+def _drop_late_callbacks_of_abandoned_reads() -> None:
+  """Keeps a failed restore's report to our one-line error; installed before every restore.
+
+  When one tensorstore read fails, orbax's `asyncio.run` returns and closes its event loop while
+  the other reads of that step are still in flight; each then completes into the closed loop and
+  Python prints an unraisable "Event loop is closed" traceback, at a time that depends on thread
+  scheduling. Those reads belong to the step we just declared unusable, so exactly that error is
+  dropped; every other unraisable exception still reaches the previous hook.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_abandoned_reads", False):
+    return
+
+  def hook(unraisable):
+    if not _is_late_callback_of_abandoned_read(unraisable):
+      previous(unraisable)
+
+  hook.drops_abandoned_reads = True
+  sys.unraisablehook = hook
+
+
 def _restore_error(mngr, step: int, error: Exception) -> CheckpointError:
   earlier = [s for s in mngr.all_steps() if s < step]
   hint = (f"delete {mngr.directory / str(step)} to resume from step {max(earlier)}"
@@ -59,6 +86,7 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
   items = dict(state=ocp.args.StandardRestore(abstract_state))
   if data_iter is not None:
     items["data"] = grain.PyGrainCheckpointRestore(data_iter)
+  _drop_late_callbacks_of_abandoned_reads()
   try:
     restored = mngr.restore(step, args=ocp.args.Composite(**items))
   except Exception as e:  # Orbax/tensorstore raise many types; all mean "this step is unusable".
@@ -85,6 +113,7 @@ def restore_subtree(workdir: str, keys: tuple[str, ...], abstract_tree: Any,
   target = abstract_tree
   for key in reversed(keys):
     target = {key: target}
+  _drop_late_callbacks_of_abandoned_reads()
   try:
     restored = mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.PyTreeRestore(
