@@ -92,7 +92,7 @@ def bench_train(config, peak: float, min_seconds: float) -> dict:
   init_fn, abstract, state_sh, (tx, schedule) = train_lib.create_train_state(model, config, mesh)
   state = init_fn(jax.random.PRNGKey(0))
   batch = random_batch(config, config.train.batch_size)
-  step = jax.jit(train_lib.make_train_step(model, tx, schedule, config),
+  step = jax.jit(train_lib.make_train_step(model, tx, schedule, config, mesh),
                  in_shardings=(state_sh, sharding_lib.batch_sharding(mesh, config.mesh)),
                  out_shardings=(state_sh, None), donate_argnums=(0,))
   compiled, compile_s = compile_timed(step, state, batch)

@@ -129,7 +129,7 @@ def compile_train(config, devices) -> dict:
   model = modeling.build(config, config.data.vocab_size)
   _, abstract_state, state_sh, (tx, schedule) = train_lib.create_train_state(model, config, mesh)
   batch_sh = sharding_lib.batch_sharding(mesh, config.mesh)
-  step = jax.jit(train_lib.make_train_step(model, tx, schedule, config),
+  step = jax.jit(train_lib.make_train_step(model, tx, schedule, config, mesh),
                  in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
                  donate_argnums=(0,))
   batch = abstract_batch(config, config.train.batch_size, batch_sh)
@@ -172,6 +172,7 @@ def compile_sample_step(config, devices, window: int = 0, overlap: int = 0) -> d
                            sample_cfg, cond=c)
 
   t0 = time.perf_counter()
+  fn = sharding_lib.under_rules(fn, mesh, config.mesh)
   compiled = jax.jit(fn, out_shardings=batch_sh).lower(params, batch["tokens"],
                                                         batch["text_mask"], cond).compile()
   cost = _cost(compiled)
@@ -198,7 +199,8 @@ def try_train(name, variant, chip, num_chips, per_chip_batch, log) -> dict:
   except Exception as e:  # pylint: disable=broad-except
     if not _is_oom(e):
       raise
-    row.update(fits=False, error=str(e).splitlines()[0][:300])
+    # The compiler lists the largest allocations after its first line: what to shard next.
+    row.update(fits=False, error=str(e).splitlines()[0][:300], error_detail=str(e)[:6000])
   log(row)
   return row
 

@@ -3,7 +3,8 @@
 Layers only name their axes (`batch`, `conv_out`, `embed`, ...); `config.mesh.logical_axis_rules`
 decides which mesh axis shards each name. Changing parallelism is a config change only.
 """
-from typing import Any, Sequence
+import functools
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -37,6 +38,23 @@ def create_mesh(mesh_cfg, devices: Sequence[Any] | None = None) -> Mesh:
 def rules(mesh_cfg) -> tuple:
   return tuple((name, tuple(ax) if isinstance(ax, (list, tuple)) else ax)
                for name, ax in mesh_cfg.logical_axis_rules)
+
+
+def under_rules(fn: Callable[..., Any], mesh: Mesh, mesh_cfg) -> Callable[..., Any]:
+  """`fn`, traced with `mesh` and the config's logical axis rules in scope.
+
+  The layers' `nn.with_logical_constraint` calls are no-ops without both, and XLA then picks
+  activation shardings itself: a 64-chip TPU compile of a base-shaped STUNet gathered all 64
+  clips of the global batch onto every chip for the temporal convs (bf16[64*32*32, 16, C] in
+  its buffer assignment); with the rules in scope its temporaries fell from 0.69 to 0.44 GiB.
+  """
+
+  @functools.wraps(fn)
+  def traced(*args, **kwargs):
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh), nn.logical_axis_rules(rules(mesh_cfg)):
+      return fn(*args, **kwargs)
+
+  return traced
 
 
 def _fit_spec(spec: P, shape: Sequence[int], mesh: Mesh) -> P:

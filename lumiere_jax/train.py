@@ -117,8 +117,12 @@ def training_condition(video: jax.Array, rng: jax.Array) -> jax.Array:
   return jnp.concatenate([known * mask, mask], axis=-1)
 
 
-def make_train_step(model, tx, schedule, config):
-  """The pure train step: loss, grads (optionally accumulated), update, EMA."""
+def make_train_step(model, tx, schedule, config, mesh):
+  """The pure train step: loss, grads (optionally accumulated), update, EMA.
+
+  Traced under `mesh` and the config's logical axis rules, so the layers' activation
+  constraints apply.
+  """
   accum = config.train.grad_accum
 
   def loss_fn(params, batch, rng):
@@ -166,7 +170,7 @@ def make_train_step(model, tx, schedule, config):
     return TrainState(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state,
                       rng=state.rng), metrics
 
-  return train_step
+  return sharding_lib.under_rules(train_step, mesh, config.mesh)
 
 
 def create_train_state(model, config, mesh) -> tuple[Any, Any, Any, Any]:
@@ -190,7 +194,7 @@ def create_train_state(model, config, mesh) -> tuple[Any, Any, Any, Any]:
   abstract = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract, state_sh)
-  init = jax.jit(init_fn, out_shardings=state_sh)
+  init = jax.jit(sharding_lib.under_rules(init_fn, mesh, config.mesh), out_shardings=state_sh)
   return init, abstract, state_sh, (tx, schedule)
 
 
@@ -329,7 +333,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   batch_sh = sharding_lib.batch_sharding(mesh, config.mesh)
   # Replicated metrics: every process can read them (`float()`) in a multi-host run.
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  step_fn = jax.jit(make_train_step(model, tx, schedule, config),
+  step_fn = jax.jit(make_train_step(model, tx, schedule, config, mesh),
                     in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, replicated),
                     donate_argnums=(0,))
   writer = metrics_lib.MetricWriter(workdir, enabled=is_chief)

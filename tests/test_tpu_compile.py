@@ -33,7 +33,7 @@ def test_tiny_train_step_compiles_for_v5e_2x2():
   x, _, tokens, mask, _ = modeling.dummy_inputs(config, config.train.batch_size)
   batch = {k: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=batch_sh)
            for k, a in dict(video=x, tokens=tokens, text_mask=mask).items()}
-  step = jax.jit(train.make_train_step(model, tx, schedule, config),
+  step = jax.jit(train.make_train_step(model, tx, schedule, config, mesh),
                  in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
                  donate_argnums=(0,))
   compiled = step.lower(abstract_state, batch).compile()

@@ -100,7 +100,7 @@ def _state(config, mesh):
   """(initial train state, jitted step) on `mesh`, as `train_and_evaluate` builds them."""
   model = modeling.build(config, vocab_size=64)
   init_fn, _, state_sh, (tx, schedule) = train.create_train_state(model, config, mesh)
-  step = jax.jit(train.make_train_step(model, tx, schedule, config),
+  step = jax.jit(train.make_train_step(model, tx, schedule, config, mesh),
                  in_shardings=(state_sh, sharding_lib.batch_sharding(mesh, config.mesh)),
                  out_shardings=(state_sh, None))
   return init_fn(jax.random.PRNGKey(0)), step

@@ -141,7 +141,7 @@ def _jacobian_rank(pixel_skip):
   emb = model.apply({"params": params}, tokens, mask, method=model.encode_text)
   fn = lambda v: model.apply({"params": params}, v.reshape(x.shape), t, emb, mask,
                              method=model.denoise).ravel()
-  return np.linalg.matrix_rank(np.asarray(jax.jacfwd(fn)(x.ravel())))
+  return np.linalg.matrix_rank(np.asarray(jax.jit(jax.jacfwd(fn))(x.ravel())))
 
 
 def test_pixel_skip_makes_the_prediction_full_rank_in_the_pixels():

@@ -176,19 +176,22 @@ class MultiHeadAttention(LayerBase):
     c = x.shape[-1]
     head_dim = c // self.num_heads
 
+    # Einsum, not DenseGeneral: DenseGeneral initialises a flattened 2D kernel, whose
+    # 3-name logical box cannot be constrained once a mesh is in scope (`under_rules`).
     def proj(name):
-      return nn.DenseGeneral(
-          (self.num_heads, head_dim), dtype=self.dtype, param_dtype=self.param_dtype,
-          kernel_init=partitioned(default_kernel, ("embed", "heads", "kv")),
-          use_bias=False, name=name)
+      init = nn.initializers.lecun_normal(in_axis=0, out_axis=(1, 2))
+      return nn.Einsum((context.shape[-1] if name != "query" else c, self.num_heads, head_dim),
+                       "...c,chd->...hd", use_bias=False, dtype=self.dtype,
+                       param_dtype=self.param_dtype,
+                       kernel_init=partitioned(init, ("embed", "heads", "kv")), name=name)
 
     out = dot_product_attention(proj("query")(x), proj("key")(context), proj("value")(context),
                                 mask)
-    return nn.DenseGeneral(
-        c, axis=(-2, -1), dtype=self.dtype, param_dtype=self.param_dtype,
-        kernel_init=partitioned(zeros if self.zero_out else default_kernel,
-                                ("heads", "kv", "embed")),
-        bias_init=partitioned(zeros, ("embed",)), name="out")(out)
+    init = zeros if self.zero_out else nn.initializers.lecun_normal(in_axis=(0, 1), out_axis=2)
+    return nn.Einsum((self.num_heads, head_dim, c), "...hd,hdc->...c", dtype=self.dtype,
+                     param_dtype=self.param_dtype, kernel_init=partitioned(init, ("heads", "kv",
+                                                                                  "embed")),
+                     bias_init=partitioned(zeros, ("embed",)), name="out")(out)
 
 
 class AttentionBlock(LayerBase):
