@@ -1,8 +1,10 @@
 r"""lumiere_jax command line: train a model or sample videos from a checkpoint.
 
   python -m lumiere_jax.main --config=experiments/tiny.py --workdir=workdirs/tiny --mode=train
-  python -m lumiere_jax.main --config=experiments/tiny.py --workdir=workdirs/tiny --mode=sample \
+  python -m lumiere_jax.main --workdir=workdirs/tiny --mode=sample \
       --prompt="a green square moves to the right"
+
+--mode=sample and --mode=eval read the config from the workdir when --config is not given.
 
 Any config value can be overridden: `--config.train.steps=100 --config.sample.guidance=5`.
 """
@@ -50,7 +52,7 @@ CLEAR_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionErr
 def run(argv) -> None:
   if len(argv) > 1:
     _die(f"unexpected arguments: {' '.join(argv[1:])}")
-  if FLAGS.config is None:
+  if FLAGS.config is None and FLAGS.mode in ("train", "sweep"):
     _die("--config is required, e.g. --config=experiments/tiny.py")
   if not FLAGS.workdir:
     _die(f"--workdir is required for --mode={FLAGS.mode}")
@@ -70,23 +72,25 @@ def run(argv) -> None:
   from lumiere_jax import train  # pylint: disable=g-import-not-at-top
   from lumiere_jax.evaluate import sweep  # pylint: disable=g-import-not-at-top
   try:
+    # Sampling and evaluating a run need no --config: the workdir holds the one it trained with.
+    config = FLAGS.config if FLAGS.config is not None else checkpoint.load_config(FLAGS.workdir)
     if FLAGS.mode == "train":
-      summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+      summary = train.train_and_evaluate(config, FLAGS.workdir)
       samples = os.path.join(os.path.abspath(FLAGS.workdir), "samples")
       print(f"Training done ({summary.get('end_step', summary['start_step'])} steps). "
             f"Videos: {samples}", flush=True)
     elif FLAGS.mode == "sample":
       out_dirs = applications.run(
-          FLAGS.config, FLAGS.workdir, prompts=FLAGS.prompt, image=FLAGS.image,
+          config, FLAGS.workdir, prompts=FLAGS.prompt, image=FLAGS.image,
           video=FLAGS.video, mask=FLAGS.mask, strength=FLAGS.strength,
           style_from=FLAGS.style_from, style_alpha=FLAGS.style_alpha,
           ssr_workdir=FLAGS.ssr_workdir, step=FLAGS.step, seed=FLAGS.seed, out_dir=FLAGS.out_dir)
       print("\n".join(f"Videos: {d}" for d in out_dirs), flush=True)
     elif FLAGS.mode == "eval":
-      out = sweep.run_eval(FLAGS.config, FLAGS.workdir, step=FLAGS.step)
+      out = sweep.run_eval(config, FLAGS.workdir, step=FLAGS.step)
       print(f"Results: {out['table']}", flush=True)
     elif FLAGS.mode == "sweep":
-      out = sweep.run_sweep(FLAGS.config, FLAGS.workdir)
+      out = sweep.run_sweep(config, FLAGS.workdir)
       print(f"Results: {out['table']}", flush=True)
   except checkpoint.CheckpointError as e:
     logging.debug("Traceback of the error below:", exc_info=True)

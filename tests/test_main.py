@@ -21,6 +21,8 @@ def run_main(*args, env=None):
     (["--config=experiments/tiny.py:bogus", "--workdir=/tmp/x"], "unknown tiny variant 'bogus'"),
     (["--config=experiments/tiny.py", "--mode=sample"], "error: --workdir is required"),
     (["--workdir=/tmp/x"], "error: --config is required"),
+    (["--workdir=/tmp/no_such_run", "--mode=sample"],
+     "error: /tmp/no_such_run/config.json not found: is /tmp/no_such_run a lumiere_jax training"),
     (["--config=experiments/tiny.py", "--workdir=/proc/forbidden"], "is not writable"),
 ])
 def test_bad_flags_give_one_error_line(args, message):
@@ -30,10 +32,11 @@ def test_bad_flags_give_one_error_line(args, message):
   assert message in lines[0]
 
 
-def test_sample_with_empty_prompt_is_one_line(trained):
+@pytest.mark.parametrize("config_flag", [["--config=experiments/tiny.py:test"], []])
+def test_sample_with_empty_prompt_is_one_line(trained, config_flag):
+  """Also without --config: the workdir's config.json is read (the prompt check needs it)."""
   _, workdir, _ = trained
-  code, lines = run_main("--config=experiments/tiny.py:test", f"--workdir={workdir}",
-                         "--mode=sample", "--prompt= ")
+  code, lines = run_main(*config_flag, f"--workdir={workdir}", "--mode=sample", "--prompt= ")
   assert code == 1
   assert lines[-1].startswith("error: Empty prompt"), lines
   assert not any("Traceback" in l for l in lines)
