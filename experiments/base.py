@@ -45,6 +45,9 @@ def _paper(c: ml_collections.ConfigDict) -> None:
   # FSDP: params and optimizer moments sharded over every chip ("fsdp" axis); the batch over
   # both axes. `pod_plan.py` sets mesh.shape per topology.
   c.mesh.update(shape=(1, -1))
+  # Replicate params at the start of the step: without it the partitioner kept conv weights
+  # sharded and gathered activations instead (64-chip probe: 0.44 -> 0.32 GiB temporaries).
+  c.mesh.gather_params = True
 
 
 def _mid(c: ml_collections.ConfigDict) -> None:

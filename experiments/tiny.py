@@ -102,6 +102,9 @@ def get_config(arg: str = ""):
 
   c.mesh = ml_collections.ConfigDict(dict(
       shape=(-1, 1), axes=("data", "fsdp"),
+      # Gather every FSDP-sharded param (replicate it) at the start of the step, so that the
+      # partitioner cannot keep a conv's weights sharded and gather its activations instead.
+      gather_params=False,
       logical_axis_rules=(
           ("batch", ("data", "fsdp")),
           ("conv_out", "fsdp"), ("embed", "fsdp"), ("mlp", None), ("heads", None),

@@ -126,6 +126,9 @@ def make_train_step(model, tx, schedule, config, mesh):
   accum = config.train.grad_accum
 
   def loss_fn(params, batch, rng):
+    if config.mesh.get("gather_params", False):
+      replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+      params = jax.tree.map(lambda p: jax.lax.with_sharding_constraint(p, replicated), params)
     k_cond, k_loss = jax.random.split(rng)
     emb = model.apply({"params": params}, batch["tokens"], batch["text_mask"],
                       method=model.encode_text)

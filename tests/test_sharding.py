@@ -31,9 +31,9 @@ def test_under_rules_turns_logical_constraints_into_sharding_constraints():
   assert float(out.sum()) == 45.0
 
 
-def test_train_step_constrains_activations_to_the_batch_axes():
+def _lowered_train_step(gather_params):
   config = load_experiment("tiny", "test")
-  config.mesh.shape = (4, 2)
+  config.mesh.update(shape=(4, 2), gather_params=gather_params)
   mesh = sharding_lib.create_mesh(config.mesh)
   model = modeling.build(config, vocab_size=64)
   _, abstract, state_sh, (tx, schedule) = train.create_train_state(model, config, mesh)
@@ -43,11 +43,24 @@ def test_train_step_constrains_activations_to_the_batch_axes():
   batch = dict(video=sds(x), tokens=sds(tokens), text_mask=sds(mask))
   step = jax.jit(train.make_train_step(model, tx, schedule, config, mesh),
                  in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None))
-  text = step.lower(abstract, batch).as_text()
-  res_blocks = sum(1 for k in abstract.params["unet"] if "_res_" in k)
+  return step.lower(abstract, batch).as_text(), abstract.params
+
+
+def test_train_step_constrains_activations_to_the_batch_axes():
+  text, params = _lowered_train_step(gather_params=False)
+  res_blocks = sum(1 for k in params["unet"] if "_res_" in k)
   # At least one constraint per res block, each on the batch axes (forward and backward).
   assert text.count("sharding_constraint") >= 2 * res_blocks
   assert '{"data", "fsdp"}' in text
+
+
+def test_gather_params_replicates_every_param_in_the_step():
+  without, params = _lowered_train_step(gather_params=False)
+  text, _ = _lowered_train_step(gather_params=True)
+  replicated = lambda t: t.count("sharding_constraint") - without.count("sharding_constraint")
+  # One replicating constraint per param leaf (and its transpose on the gradient).
+  assert replicated(text) >= len(jax.tree.leaves(params))
+  assert "sharding_constraint" in text and "{}" in text
 
 
 def test_under_rules_rejects_a_rule_naming_a_missing_mesh_axis():
