@@ -291,8 +291,12 @@ def summarize(results: dict) -> dict:
                  args_gib=first["memory"]["arguments"] / GIB,
                  temp_gib=first["memory"]["temporaries"] / GIB,
                  flops_per_chip=first["flops"], compile_s=first["compile_s"])
-      model = model_flops_per_clip.get(chip + n, first["flops"])
-      row.update(roofline(CHIPS[chip], first["flops"], first["bytes"], model))
+      # Remat recomputes part of the forward pass: its compiled FLOPs overstate the model's, so
+      # its MFU needs a row compiled without remat on the same slice (else it is left out).
+      model = model_flops_per_clip.get(chip + n)
+      row.update(roofline(CHIPS[chip], first["flops"], first["bytes"], model or 0.0))
+      if model is None:
+        row["mfu"] = None
     rows.append(row)
   return rows
 
@@ -304,7 +308,7 @@ def recommend(rows: list) -> dict:
     if not r["fits_at_1"]:
       continue
     key = (r["chip"], r["chips"])
-    score = (r["mfu"], r["largest_per_chip_batch"])
+    score = (r["mfu"] or 0.0, r["largest_per_chip_batch"])
     if key not in best or score > best[key][0]:
       best[key] = (score, r["strategy"])
   return {f"{c}/{n}": s for (c, n), (_, s) in best.items()}
@@ -321,7 +325,8 @@ def write_markdown(path: str, rows: list, rec: dict, extra: dict) -> None:
       "",
       f"Model `experiments/base.py`: {extra['params'] / 1e9:.2f}B parameters, 80 frames x "
       f"128x128, bfloat16 compute, float32 params/optimizer; train FLOPs per clip "
-      f"{extra['train_flops_per_clip'] / 1e12:.0f} TFLOP (compiler count, fwd+bwd).",
+      + (f"{extra['train_flops_per_clip'] / 1e12:.0f} TFLOP (compiler count, fwd+bwd)."
+         if extra["train_flops_per_clip"] else "not known yet (needs a row without remat)."),
       "",
       "Roofline: step time = max(FLOPs / peak, bytes / HBM bandwidth) at 1 clip per chip; MFU = "
       "model FLOPs (without remat recompute) / (step time x peak). ICI collectives and their "
@@ -343,7 +348,8 @@ def write_markdown(path: str, rows: list, rec: dict, extra: dict) -> None:
           f"| {r['chip']} | {r['chips']} | {r['topology']} | {r['strategy']} | "
           f"{'yes' if r['fits_at_1'] else 'no'} | {r['peak_gib']:.1f} ({r['args_gib']:.1f} + "
           f"{r['temp_gib']:.1f}) | {hbm:.0f} | {r['flops_per_chip'] / 1e12:.1f} | "
-          f"{r['step_s']:.2f} | {r['bound']} | {r['mfu']:.0%} | "
+          f"{r['step_s']:.2f} | {r['bound']} | "
+          f"{'-' if r['mfu'] is None else format(r['mfu'], '.0%')} | "
           f"{r['largest_per_chip_batch'] if searched else '>=1'} | "
           f"{r['max_global_batch'] if searched else '>=' + str(r['chips'])} | "
           f"{r['compile_s']:.0f} | {rec_mark} |")
