@@ -113,3 +113,23 @@ def test_seam_metric():
   assert m['ratio'] > 3.0 and m['border'] > m['inside']
   with pytest.raises(ValueError, match='border'):
     multidiffusion.seam_metric(smooth, frames, 2)
+
+
+def test_windows_of_a_sharded_batch_stay_on_their_device():
+  # Batch-major window rows keep each video's windows where the video is: with the batch split
+  # over 2 devices, each device runs denoise_fn on its own K windows, not on all 2K.
+  mesh = jax.make_mesh((2,), ('batch',), axis_types=(jax.sharding.AxisType.Auto,),
+                       devices=jax.devices()[:2])
+  sharded = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('batch'))
+  window, overlap = 4, 2
+  num_windows = len(multidiffusion.window_starts(T, window, overlap))
+  fn = _window_fn()  # Reduces over each window, so window-shaped buffers exist.
+  wrapped = jax.jit(lambda x, t, e, m: multidiffusion.multidiffusion(fn, T, window, overlap)(
+      x, t, e, m, None), in_shardings=sharded, out_shardings=sharded)
+  x, t = jax.device_put(_x(), sharded), jax.device_put(jnp.array([0.3, 0.7]), sharded)
+  hlo = wrapped.lower(x, t, *_text()).compile().as_text()
+  assert f'f32[{num_windows},{window},3,3,3]' in hlo  # Per device: one video's windows.
+  assert f'f32[{2 * num_windows},{window},3,3,3]' not in hlo
+  np.testing.assert_allclose(wrapped(x, t, *_text()),
+                             _reference(fn, _x(), jnp.array([0.3, 0.7]), *_text(), None,
+                                        window, overlap), atol=1e-5)

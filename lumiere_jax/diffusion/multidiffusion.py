@@ -24,8 +24,11 @@ def window_starts(num_frames, window, overlap):
 def multidiffusion(denoise_fn, num_frames, window, overlap):
   """Wraps denoise_fn to run on temporal windows and average overlapping predictions per frame.
 
-  All windows go through denoise_fn as one batched call (window-major on the batch dim). cond,
-  if given, must be per-frame (B, T, ...) and is windowed like x_t; text and t are repeated.
+  All windows go through denoise_fn as one batched call, batch-major: the K windows of video b
+  are rows b*K .. b*K+K-1, so a batch sharded over devices stays sharded (window-major rows
+  would put every video's windows on every device: a v5e pod compile of the SSR step then needed
+  11 TiB per chip). cond, if given, must be per-frame (B, T, ...) and is windowed like x_t; text
+  and t are repeated.
   """
   starts = window_starts(num_frames, window, overlap)
   num_windows = len(starts)
@@ -33,12 +36,12 @@ def multidiffusion(denoise_fn, num_frames, window, overlap):
   counts = np.bincount(index.ravel(), minlength=num_frames).astype(np.float32)
 
   def to_windows(a):
-    """(B, T, ...) -> (K * B, window, ...)."""
-    w = jnp.moveaxis(a[:, index], 1, 0)  # (K, B, window, ...)
-    return w.reshape((num_windows * a.shape[0],) + w.shape[2:])
+    """(B, T, ...) -> (B * K, window, ...)."""
+    w = a[:, index]  # (B, K, window, ...)
+    return w.reshape((a.shape[0] * num_windows,) + w.shape[2:])
 
   def repeat(a):
-    return jnp.tile(a, (num_windows,) + (1,) * (a.ndim - 1))
+    return jnp.repeat(a, num_windows, axis=0)
 
   def fn(x_t, t, text_emb, text_mask, cond):
     if x_t.shape[1] != num_frames:
@@ -48,8 +51,7 @@ def multidiffusion(denoise_fn, num_frames, window, overlap):
     pred = denoise_fn(to_windows(x_t), repeat(t), repeat(text_emb), repeat(text_mask),
                       None if cond is None else to_windows(cond))
     batch = x_t.shape[0]
-    pred = pred.reshape((num_windows, batch) + pred.shape[1:])
-    pred = jnp.moveaxis(pred, 0, 1).reshape((batch, num_windows * window) + pred.shape[3:])
+    pred = pred.reshape((batch, num_windows * window) + pred.shape[2:])
     total = jnp.zeros((batch, num_frames) + pred.shape[2:], pred.dtype)
     total = total.at[:, index.ravel()].add(pred)
     return total / counts.reshape((1, num_frames) + (1,) * (pred.ndim - 2)).astype(pred.dtype)
