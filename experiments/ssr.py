@@ -71,4 +71,5 @@ def get_config(arg: str = ""):
                    ema_decay=0.9999)
     c.sample.update(num_steps=64, batch_size=1)
     c.mesh.update(shape=(1, -1))
+    c.mesh.gather_params = True  # As in base.py: gather weights, not activations.
   return c

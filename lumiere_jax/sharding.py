@@ -57,6 +57,14 @@ def under_rules(fn: Callable[..., Any], mesh: Mesh, mesh_cfg) -> Callable[..., A
   return traced
 
 
+def replicate(tree: Any, mesh: Mesh) -> Any:
+  """Constrains every leaf to be replicated: applied to FSDP-sharded params at the start of a
+  step, XLA all-gathers the weights (and reduce-scatters their gradients) instead of gathering
+  activations, which are far larger for a video model (`mesh.gather_params`)."""
+  replicated = NamedSharding(mesh, P())
+  return jax.tree.map(lambda p: jax.lax.with_sharding_constraint(p, replicated), tree)
+
+
 def _fit_spec(spec: P, shape: Sequence[int], mesh: Mesh) -> P:
   """Drops mesh axes from dimensions they do not divide (e.g. 3 output channels over fsdp=2)."""
   fitted = []

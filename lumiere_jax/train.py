@@ -127,8 +127,7 @@ def make_train_step(model, tx, schedule, config, mesh):
 
   def loss_fn(params, batch, rng):
     if config.mesh.get("gather_params", False):
-      replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-      params = jax.tree.map(lambda p: jax.lax.with_sharding_constraint(p, replicated), params)
+      params = sharding_lib.replicate(params, mesh)
     k_cond, k_loss = jax.random.split(rng)
     emb = model.apply({"params": params}, batch["tokens"], batch["text_mask"],
                       method=model.encode_text)
