@@ -6,6 +6,10 @@ Variants (`--config=experiments/base.py:VARIANT`):
   fsdp    same as the default (named for pod-plan tables).
   dp      pure data parallel: params replicated, batch over all chips.
   remat   FSDP + rematerialized res blocks (activations recomputed in the backward pass).
+  framesK FSDP + remat with each clip split across K chips by frames (e.g. `frames4`): for
+          chips whose HBM cannot hold one clip's activations (v4, v5e, v6e). Mesh (-1, K): the
+          batch over `data`, the frames of every activation over `fsdp`, params over both.
+  heightK the same with each frame's rows split across K chips (e.g. `height8`).
   mid     a mid-size model that trains on 2 CPU cores (benchmarks/cpu.py measures its MFU).
 
 Temporal downsampling at all 3 level transitions: 80 frames -> 40 -> 20 -> 10 at the coarsest
@@ -14,6 +18,7 @@ level, so most compute runs at coarse space-time resolution (the paper's central
 """
 import importlib.util
 import os
+import re
 
 import ml_collections
 
@@ -27,7 +32,8 @@ def _tiny_config() -> ml_collections.ConfigDict:
   return module.get_config()
 
 
-VARIANTS = ("fsdp", "dp", "remat", "mid")
+VARIANTS = ("fsdp", "dp", "remat", "mid", "framesK", "heightK")
+_SPLIT = re.compile(r"(frames|height)([1-9][0-9]*)")
 
 
 def _paper(c: ml_collections.ConfigDict) -> None:
@@ -60,9 +66,25 @@ def _mid(c: ml_collections.ConfigDict) -> None:
   c.train.update(batch_size=4)
 
 
+def _split_clips(c: ml_collections.ConfigDict, axis: str, k: int) -> None:
+  """Each clip's activations split across the K chips of an `fsdp` group along `axis`.
+
+  XLA's SPMD partitioner inserts the halo exchanges of the convolutions along the split axis
+  and gathers it where an op needs it whole (attention along it). Params stay sharded over
+  all chips. The global batch is (chips / K) * clips per group.
+  """
+  c.model.remat = True
+  c.mesh.shape = (-1, k)
+  split = {"batch": "data", axis: "fsdp", "conv_out": ("data", "fsdp"),
+           "embed": ("data", "fsdp")}
+  c.mesh.logical_axis_rules = tuple((name, split.get(name, axes))
+                                    for name, axes in c.mesh.logical_axis_rules)
+
+
 def get_config(arg: str = ""):
   variant = arg or "fsdp"
-  if variant not in VARIANTS:
+  split = _SPLIT.fullmatch(variant)
+  if variant not in VARIANTS[:4] and not split:
     raise ValueError(f"unknown base variant {arg!r}; use one of {VARIANTS}")
   c = _tiny_config()
   c.variant = variant
@@ -76,4 +98,6 @@ def get_config(arg: str = ""):
         for name, axes in c.mesh.logical_axis_rules))
   if variant == "remat":
     c.model.remat = True
+  if split:
+    _split_clips(c, split.group(1), int(split.group(2)))
   return c

@@ -8,7 +8,7 @@ from lumiere_jax.models import model as model_lib
 from lumiere_jax.models import unet
 
 
-@pytest.mark.parametrize("variant", ["fsdp", "dp", "remat", "mid"])
+@pytest.mark.parametrize("variant", ["fsdp", "dp", "remat", "mid", "frames4", "height8"])
 def test_variants_load(variant):
   config = load_experiment("base", variant)
   unet.check_frames(config.model, config.data.num_frames)
@@ -29,6 +29,7 @@ def test_paper_scale_shapes_and_size():
   assert out.shape == x.shape
 
 
-def test_unknown_variant():
+@pytest.mark.parametrize("variant", ["huge", "frames", "frames0", "width4"])
+def test_unknown_variant(variant):
   with pytest.raises(ValueError, match="unknown base variant"):
-    load_experiment("base", "huge")
+    load_experiment("base", variant)
