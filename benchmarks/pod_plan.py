@@ -14,6 +14,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 
@@ -63,6 +64,24 @@ SHAPES_3D = {8: "2x2x2", 16: "2x2x4", 32: "2x4x4", 64: "4x4x4", 128: "4x4x8", 25
              512: "8x8x8", 1024: "8x8x16"}
 SHAPES_2D = {8: "2x4", 16: "4x4", 32: "4x8", 64: "8x8", 128: "8x16", 256: "16x16"}
 STRATEGIES = {"dp": "dp", "fsdp": "fsdp", "fsdp+remat": "remat"}
+# ... and `fsdp+remat+framesK` / `fsdp+remat+heightK`: each clip split across K chips
+# (`experiments/base.py:framesK`); batch sizes of these rows count clips per K-chip group.
+_SPLIT_STRATEGY = re.compile(r"fsdp\+remat\+((?:frames|height)([1-9][0-9]*))")
+
+
+def strategy_variant(strategy: str) -> str:
+  """The `experiments/base.py` variant of a strategy name; ValueError if there is none."""
+  split = _SPLIT_STRATEGY.fullmatch(strategy)
+  if strategy not in STRATEGIES and not split:
+    raise ValueError(f"unknown strategy {strategy!r}: use {sorted(STRATEGIES)} or "
+                     "fsdp+remat+framesK / fsdp+remat+heightK")
+  return split.group(1) if split else STRATEGIES[strategy]
+
+
+def clip_split(strategy_or_variant: str) -> int:
+  """K of a strategy or variant that splits each clip across K chips, else 1."""
+  m = re.search(r"(?:frames|height)([1-9][0-9]*)$", strategy_or_variant)
+  return int(m.group(1)) if m else 1
 
 _QUICK = flags.DEFINE_bool("quick", False, "A ~20-minute subset instead of the full sweep.")
 _OUT_MD = flags.DEFINE_string("out_md", os.path.join(REPO, "docs/pod_plan.md"), "Markdown out.")
@@ -73,6 +92,9 @@ _JOBS = flags.DEFINE_list(
     "jobs", None, "Train jobs to compile instead of the preset list, as chip/chips/strategy[/search],"
     " e.g. v5p/256/fsdp+remat/search. Sampling and SSR rows are skipped unless --with_extras.")
 _WITH_EXTRAS = flags.DEFINE_bool("with_extras", True, "Also compile the sampler and SSR rows.")
+_SAMPLE_ON = flags.DEFINE_list(
+    "sample_on", None, "chip/chips slices for the sampling rows (default: v5p/256 with --quick, "
+    "else 256 chips of each chip, 64 of v4).")
 _RESUME = flags.DEFINE_bool("resume", True, "Keep the rows of an earlier run in --out_json and "
                             "skip the compiles they already hold.")
 
@@ -118,13 +140,16 @@ def abstract_batch(config, batch: int, sharding) -> dict:
 
 def config_for(name: str, variant: str, num_chips: int, per_chip_batch: int):
   config = load_config(name, variant)
-  config.mesh.shape = (num_chips, 1) if variant == "dp" else (1, num_chips)
-  config.train.batch_size = per_chip_batch * num_chips
+  k = clip_split(variant)
+  if num_chips % k:
+    raise ValueError(f"{num_chips} chips cannot be split into groups of {k}")
+  config.mesh.shape = (num_chips, 1) if variant == "dp" else (num_chips // k, k)
+  config.train.batch_size = per_chip_batch * num_chips // k
   return config
 
 
-def compile_train(config, devices) -> dict:
-  """AOT-compiles `train.make_train_step` exactly as `train_and_evaluate` jits it."""
+def lower_train(config, devices) -> tuple:
+  """Lowers `train.make_train_step` exactly as `train_and_evaluate` jits it: (lowered, params)."""
   mesh = sharding_lib.create_mesh(config.mesh, devices)
   model = modeling.build(config, config.data.vocab_size)
   _, abstract_state, state_sh, (tx, schedule) = train_lib.create_train_state(model, config, mesh)
@@ -133,18 +158,35 @@ def compile_train(config, devices) -> dict:
                  in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
                  donate_argnums=(0,))
   batch = abstract_batch(config, config.train.batch_size, batch_sh)
+  return step.lower(abstract_state, batch), model_lib.count_params(abstract_state.params)
+
+
+def compile_train(config, devices) -> dict:
   t0 = time.perf_counter()
-  lowered = step.lower(abstract_state, batch)
+  lowered, params = lower_train(config, devices)
   compiled = lowered.compile()
   cost = _cost(compiled)
   return dict(compile_s=time.perf_counter() - t0, memory=_memory(compiled),
               flops=float(cost.get("flops", 0.0)),
-              bytes=float(cost.get("bytes accessed", 0.0)),
-              params=model_lib.count_params(abstract_state.params))
+              bytes=float(cost.get("bytes accessed", 0.0)), params=params)
 
 
-def compile_sample_step(config, devices, window: int = 0, overlap: int = 0) -> dict:
-  """One denoising step of the CFG sampler (the scan body); MultiDiffusion windows if `window`."""
+def model_flops_per_clip(name: str, variant: str) -> float:
+  """Train-step FLOPs of one clip without remat recompute: the numerator of MFU.
+
+  Counted by XLA's cost analysis on the lowered, unpartitioned program for one CPU device and
+  batch 1 (seconds, no compile). Remat is switched off, so recomputed activations do not count.
+  """
+  config = config_for(name, variant, 1, 1)
+  config.model.remat = False
+  lowered, _ = lower_train(config, jax.devices("cpu")[:1])
+  return float(lowered.cost_analysis()["flops"])
+
+
+def compile_sample_step(config, devices, window: int = 0, overlap: int = 0,
+                        num_frames: int = 0) -> dict:
+  """One denoising step of the CFG sampler (the scan body) on `num_frames`-frame videos (default
+  the training length); with `window`, MultiDiffusion over windows of that many frames."""
   mesh = sharding_lib.create_mesh(config.mesh, devices)
   model = modeling.build(config, config.data.vocab_size)
   boxed = modeling.abstract_params(model, config)
@@ -157,12 +199,16 @@ def compile_sample_step(config, devices, window: int = 0, overlap: int = 0) -> d
                                               guidance=config.sample.guidance, eta=0.0,
                                               clip_x0=True))
   shape = batch["video"].shape
+  if num_frames:
+    shape = shape[:1] + (num_frames,) + shape[2:]
   cond = None
   if config.model.cond_channels:
     cond = jax.ShapeDtypeStruct(shape[:-1] + (config.model.cond_channels,), jnp.float32,
                                 sharding=batch_sh)
 
   def fn(p, tokens, mask, c):
+    if config.mesh.get("gather_params", False):
+      p = sharding_lib.replicate(p, mesh)
     emb = model.apply({"params": p}, tokens, mask, method=model.encode_text)
     denoise = lambda x, t, e, m, cc: model.apply({"params": p}, x, t, e, m, cc,
                                                  method=model.denoise)
@@ -246,12 +292,19 @@ def parse_jobs(specs: list) -> list:
     parts = spec.split("/")
     if len(parts) not in (3, 4) or (len(parts) == 4 and parts[3] != "search"):
       raise ValueError(f"--jobs entry {spec!r} is not chip/chips/strategy[/search]")
-    chip, n, strategy = parts[0], int(parts[1]), parts[2]
-    if chip not in CHIPS or strategy not in STRATEGIES:
-      raise ValueError(f"--jobs entry {spec!r}: chip in {sorted(CHIPS)}, strategy in "
-                       f"{sorted(STRATEGIES)}")
+    chip, n, strategy = parts[0], parts[1], parts[2]
+    try:
+      n = int(n)
+      strategy_variant(strategy)
+    except ValueError as e:
+      raise ValueError(f"--jobs entry {spec!r}: {e}") from None
+    if chip not in CHIPS:
+      raise ValueError(f"--jobs entry {spec!r}: chip in {sorted(CHIPS)}")
     if n not in (SHAPES_3D if CHIPS[chip].dims == 3 else SHAPES_2D):
       raise ValueError(f"--jobs entry {spec!r}: no {chip} slice of {n} chips in this table")
+    if n % clip_split(strategy):
+      raise ValueError(f"--jobs entry {spec!r}: {n} chips do not split into groups of "
+                       f"{clip_split(strategy)}")
     jobs.append((chip, n, strategy, len(parts) == 4))
   return jobs
 
@@ -260,7 +313,7 @@ def plan_train(jobs: list, results: dict, log, save) -> None:
   """Compiles each job at 1 clip/chip (then searches the batch if asked), saving as it goes."""
   for chip, n, strategy, search in jobs:
     key = f"{chip}/{n}/{strategy}"
-    variant = STRATEGIES[strategy]
+    variant = strategy_variant(strategy)
     first = results["train"].get(key, {}).get("first") or try_train("base", variant, chip, n, 1,
                                                                      log)
     best = 1 if first["fits"] else 0
@@ -270,33 +323,43 @@ def plan_train(jobs: list, results: dict, log, save) -> None:
     save()
 
 
-def summarize(results: dict) -> dict:
+_OOM_NEED = re.compile(r"HLO temporaries \(([\d.]+)([KMGT])\)")
+
+
+def oom_temporaries_gib(error: str) -> float | None:
+  """The compiler's HBM OOM message names the temporaries it needed; None if it does not."""
+  m = _OOM_NEED.search(error or "")
+  if not m:
+    return None
+  return float(m.group(1)) * 2.0**(10 * ("KMGT".index(m.group(2)) + 1)) / GIB
+
+
+def summarize(results: dict) -> list:
   """Roofline per (chip, chips, strategy) at batch 1/chip; MFU counts model FLOPs (no remat)."""
   rows = []
-  model_flops_per_clip = {}
+  model_flops = results.get("model_flops_per_clip")
   for key, r in results["train"].items():
     chip, n, strategy = key.split("/")
     first = r["first"]
-    if "flops" in first and strategy != "fsdp+remat":
-      model_flops_per_clip.setdefault(chip + n, first["flops"] / first["per_chip_batch"])
-  for key, r in results["train"].items():
-    chip, n, strategy = key.split("/")
-    first = r["first"]
+    k = clip_split(strategy)
     row = dict(chip=chip, chips=int(n), strategy=strategy, topology=first["topology"],
-               fits_at_1=first["fits"], searched=r["searched"],
+               fits_at_1=first["fits"], searched=r["searched"], clip_split=k,
                largest_per_chip_batch=r["largest_per_chip_batch"],
-               max_global_batch=r["largest_per_chip_batch"] * int(n))
+               max_global_batch=r["largest_per_chip_batch"] * int(n) // k)
     if "memory" in first:
       row.update(peak_gib=first["memory"]["peak"] / GIB,
                  args_gib=first["memory"]["arguments"] / GIB,
                  temp_gib=first["memory"]["temporaries"] / GIB,
                  flops_per_chip=first["flops"], compile_s=first["compile_s"])
-      # Remat recomputes part of the forward pass: its compiled FLOPs overstate the model's, so
-      # its MFU needs a row compiled without remat on the same slice (else it is left out).
-      model = model_flops_per_clip.get(chip + n)
-      row.update(roofline(CHIPS[chip], first["flops"], first["bytes"], model or 0.0))
-      if model is None:
+      # Remat recomputes part of the forward pass, so compiled FLOPs overstate the model's:
+      # MFU counts the model's FLOPs (`model_flops_per_clip`) against the roofline time.
+      row.update(roofline(CHIPS[chip], first["flops"], first["bytes"],
+                          (model_flops or 0.0) * first["per_chip_batch"] / k))
+      if not model_flops:
         row["mfu"] = None
+    else:
+      row["needed_temp_gib"] = oom_temporaries_gib(first.get("error_detail",
+                                                             first.get("error")))
     rows.append(row)
   return rows
 
@@ -314,6 +377,32 @@ def recommend(rows: list) -> dict:
   return {f"{c}/{n}": s for (c, n), (_, s) in best.items()}
 
 
+def _clips(per_chip_batch: int, k: int, searched: bool = True) -> str:
+  """Clips per chip as the table shows them: `2`, `1/4` for a clip split over 4 chips."""
+  text = str(per_chip_batch) if k == 1 else f"{per_chip_batch}/{k}"
+  return text if searched else ">=" + text
+
+
+def recommendations(rows: list, rec: dict) -> dict:
+  """A verdict per compiled slice: its recommended strategy, or why none fits."""
+  out = {}
+  for key in dict.fromkeys(f"{r['chip']}/{r['chips']}" for r in rows):
+    chip, n = key.split("/")
+    slice_rows = [r for r in rows if r["chip"] == chip and r["chips"] == int(n)]
+    if key in rec:
+      r = next(r for r in slice_rows if r["strategy"] == rec[key])
+      mfu = "" if r["mfu"] is None else f", roofline MFU {r['mfu']:.0%}"
+      out[key] = (f"**{rec[key]}** ({r['peak_gib']:.1f} GiB/chip at "
+                  f"{_clips(1, r['clip_split'])} clip/chip{mfu})")
+      continue
+    needs = [r["needed_temp_gib"] for r in slice_rows if r.get("needed_temp_gib")]
+    tried = ", ".join(r["strategy"] for r in slice_rows)
+    out[key] = (f"nothing compiled within {CHIPS[chip].hbm_bytes / GIB:.0f} GiB (tried {tried}"
+                + (f"; the least needed {min(needs):.1f} GiB of temporaries" if needs else "")
+                + "). Next: split each clip over more chips (fsdp+remat+framesK / heightK).")
+  return out
+
+
 def write_markdown(path: str, rows: list, rec: dict, extra: dict) -> None:
   lines = [
       "# Pod plan: paper-scale base STUNet on TPU (AOT-compiled on CPU)",
@@ -324,17 +413,19 @@ def write_markdown(path: str, rows: list, rec: dict, extra: dict) -> None:
       "FLOPs and bytes from `compiled.cost_analysis()` (per chip, after SPMD partitioning).",
       "",
       f"Model `experiments/base.py`: {extra['params'] / 1e9:.2f}B parameters, 80 frames x "
-      f"128x128, bfloat16 compute, float32 params/optimizer; train FLOPs per clip "
-      + (f"{extra['train_flops_per_clip'] / 1e12:.0f} TFLOP (compiler count, fwd+bwd)."
-         if extra["train_flops_per_clip"] else "not known yet (needs a row without remat)."),
+      f"128x128, bfloat16 compute, float32 params/optimizer; model FLOPs per clip and train "
+      "step " + (f"{extra['model_flops_per_clip'] / 1e12:.1f} TFLOP (forward + backward "
+                 "without remat recompute; XLA cost analysis of the lowered step for one clip)."
+                 if extra["model_flops_per_clip"] else "not counted in this run."),
       "",
-      "Roofline: step time = max(FLOPs / peak, bytes / HBM bandwidth) at 1 clip per chip; MFU = "
+      "Roofline: step time = max(FLOPs / peak, bytes / HBM bandwidth) at 1 clip per chip (1/K "
+      "for `+framesK`/`+heightK`, which split each clip across K chips); MFU = "
       "model FLOPs (without remat recompute) / (step time x peak). ICI collectives and their "
       "overlap are not modelled, so these are upper bounds. \"max b/chip\" is the largest "
       "per-chip batch that compiled within HBM (doubling + bisection up to "
       f"{_MAX_BATCH.value}; `-` = not searched in this run).",
       "",
-      "| chip | chips | topology | strategy | fits @1 | peak GiB/chip (args + temp) | HBM GiB "
+      "| chip | chips | topology | strategy | fits @1 (1/K) | peak GiB/chip (args + temp) | HBM GiB "
       "| TFLOP/chip/step | roofline s/step | bound | MFU | max b/chip | max global batch "
       "| compile s | recommended |",
       "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -350,16 +441,28 @@ def write_markdown(path: str, rows: list, rec: dict, extra: dict) -> None:
           f"{r['temp_gib']:.1f}) | {hbm:.0f} | {r['flops_per_chip'] / 1e12:.1f} | "
           f"{r['step_s']:.2f} | {r['bound']} | "
           f"{'-' if r['mfu'] is None else format(r['mfu'], '.0%')} | "
-          f"{r['largest_per_chip_batch'] if searched else '>=1'} | "
-          f"{r['max_global_batch'] if searched else '>=' + str(r['chips'])} | "
+          f"{_clips(r['largest_per_chip_batch'], r['clip_split'], searched)} | "
+          f"{r['max_global_batch'] if searched else '>=' + str(r['chips'] // r['clip_split'])}"
+          " | "
           f"{r['compile_s']:.0f} | {rec_mark} |")
     else:
+      need = r.get("needed_temp_gib")
       lines.append(f"| {r['chip']} | {r['chips']} | {r['topology']} | {r['strategy']} | no "
-                   f"(compiler: out of HBM) | - | {hbm:.0f} | - | - | - | - | 0 | 0 | - | |")
+                   f"(compiler: out of HBM) | "
+                   f"{'-' if need is None else format(need, '.1f') + ' temp needed'} | "
+                   f"{hbm:.0f} | - | - | - | - | 0 | 0 | - | |")
+  lines += ["", "## Recommendation per slice", ""] + [
+      f"- {slice_}: {verdict}" for slice_, verdict in recommendations(rows, rec).items()]
   lines += ["", "## Sampling (one denoising step of the CFG sampler, batch doubled)", ""]
   lines += ["| chip | chips | topology | strategy | clips/chip | peak GiB/chip | TFLOP/chip/step "
             "| roofline s/step | x N steps (s) | compile s |", "|---|---|---|---|---|---|---|---|---|---|"]
   for s in extra["sample"]:
+    if "memory" not in s:
+      need = oom_temporaries_gib(s.get("error_detail", s["error"]))
+      lines.append(f"| {s['chip']} | {s['chips']} | {s['topology']} | {s['strategy']} | "
+                   f"{s['per_chip_batch']} | out of HBM"
+                   + (f" ({need:.1f} temp needed)" if need else "") + " | - | - | - | - |")
+      continue
     lines.append(f"| {s['chip']} | {s['chips']} | {s['topology']} | {s['strategy']} | "
                  f"{s['per_chip_batch']} | {s['memory']['peak'] / GIB:.1f} | "
                  f"{s['flops'] / 1e12:.2f} | {s['step_s']:.3f} | {s['scan_s']:.0f} "
@@ -370,56 +473,90 @@ def write_markdown(path: str, rows: list, rec: dict, extra: dict) -> None:
     f.write("\n".join(lines) + "\n")
 
 
-def sample_rows(quick: bool, log) -> list:
+def sample_targets() -> list:
+  if _SAMPLE_ON.value:
+    jobs = parse_jobs([f"{spec}/fsdp" for spec in _SAMPLE_ON.value])  # Checks the names.
+    return [(chip, n) for chip, n, _, _ in jobs]
+  if _QUICK.value:
+    return [("v5p", 256)]
+  return [(c, 256 if c != "v4" else 64) for c in CHIPS]
+
+
+def sample_rows(targets: list, log) -> list:
+  """The base model's sampling step at 1 video per chip on each (chip, chips) of `targets`."""
   out = []
-  targets = [("v5p", 256)] if quick else [(c, 256 if c != "v4" else 64)
-                                                         for c in CHIPS]
   for chip, n in targets:
     topo, devices = topology_devices(chip, n)
     config = config_for("base", "fsdp", n, 1)
-    r = compile_sample_step(config, devices)
-    rf = roofline(CHIPS[chip], r["flops"], r["bytes"], r["flops"])
-    r.update(chip=chip, chips=n, topology=topo, strategy="fsdp", per_chip_batch=1,
-             num_steps=config.sample.num_steps, step_s=rf["step_s"],
-             scan_s=rf["step_s"] * config.sample.num_steps)
+    r = dict(chip=chip, chips=n, topology=topo, strategy="fsdp", per_chip_batch=1,
+             num_steps=config.sample.num_steps)
+    try:
+      r.update(compile_sample_step(config, devices))
+      r["fits"] = r["memory"]["peak"] <= CHIPS[chip].hbm_bytes
+      rf = roofline(CHIPS[chip], r["flops"], r["bytes"], r["flops"])
+      r.update(step_s=rf["step_s"], scan_s=rf["step_s"] * config.sample.num_steps)
+    except Exception as e:  # pylint: disable=broad-except
+      if not _is_oom(e):
+        raise
+      r.update(fits=False, error=str(e).splitlines()[0][:300], error_detail=str(e)[:6000])
     log(r)
     out.append(r)
   return out
 
 
-def ssr_rows(log) -> tuple[list, str]:
-  """SSR train step and MultiDiffusion sampling step on v5e if `experiments/ssr.py:paper` exists."""
-  path = os.path.join(REPO, "experiments", "ssr.py")
-  if not os.path.exists(path):
-    return [], "`experiments/ssr.py` does not exist yet, so the SSR model is not planned here."
-  try:
-    config = load_config("ssr", "paper")
-  except ValueError as e:
-    return [], f"`experiments/ssr.py:paper` could not be loaded: {e}"
-  rows = []
-  n = 256
-  topo, devices = topology_devices("v5e", n)
-  config.mesh.shape = (1, n)
-  config.train.batch_size = n
-  for what in ("train", "sample"):
+def ssr_rows(log, results: dict, save, chips: int = 256) -> None:
+  """`experiments/ssr.py:paper` on v5e: one MultiDiffusion sampling step over the base model's
+  80-frame videos, and the train step (with remat if it does not fit without). Appends to
+  `results["ssr"]` and saves after each compile; rows already there are not compiled again."""
+  config = load_config("ssr", "paper")
+  topo, devices = topology_devices("v5e", chips)
+  config.mesh.shape = (1, chips)
+  config.train.batch_size = chips
+  video_frames = load_config("base", "fsdp").data.num_frames
+  window, overlap = config.ssr.window, config.ssr.overlap
+  windows = len(multidiffusion.window_starts(video_frames, window, overlap))
+  rows = results["ssr"]
+
+  def describe(r):
+    if r["what"] == "train":
+      head = (f"- SSR train step{' with remat' if r['remat'] else ''} on v5e {topo}, 1 clip "
+              f"({config.data.num_frames} frames at {config.data.resolution}^2) per chip: ")
+    else:
+      head = (f"- SSR sampling step on v5e {topo}, one {video_frames}-frame "
+              f"{config.data.resolution}^2 video per chip as {windows} MultiDiffusion windows of "
+              f"{window} frames (overlap {overlap}) in one batch: ")
+    if "memory" not in r:
+      need = oom_temporaries_gib(r.get("error_detail", r["error"]))
+      return head + ("out of HBM" + (f" ({need:.1f} GiB temporaries needed)" if need else "")
+                     + f" of {CHIPS['v5e'].hbm_bytes / GIB:.0f} GiB.")
+    t = max(r["flops"] / CHIPS["v5e"].peak_flops, r["bytes"] / CHIPS["v5e"].hbm_bw)
+    return head + (f"peak {r['memory']['peak'] / GIB:.1f} GiB of "
+                   f"{CHIPS['v5e'].hbm_bytes / GIB:.0f} ({'fits' if r['fits'] else 'does not fit'}"
+                   f"), {r['flops'] / 1e12:.2f} TFLOP/chip/step, roofline {t:.3f} s/step, "
+                   f"compile {r['compile_s']:.0f} s.")
+
+  def done(what, remat):
+    return next((r for r in rows if r["what"] == what and r["remat"] == remat), None)
+
+  for what, remat in (("sample", False), ("train", False), ("train", True)):
+    if done(what, remat) or (remat and done("train", False)["fits"]):
+      continue
+    config.model.remat = remat
+    row = dict(what=what, remat=remat, topology=topo, chips=chips, per_chip_batch=1)
     try:
       if what == "train":
-        r = compile_train(config, devices)
+        row.update(compile_train(config, devices))
       else:
-        md = config.get("multidiffusion", ml_collections.ConfigDict(dict(window=16, overlap=2)))
-        r = compile_sample_step(config, devices, md.window, md.overlap)
-      r["fits"] = r["memory"]["peak"] <= CHIPS["v5e"].hbm_bytes
+        row.update(compile_sample_step(config, devices, window, overlap, video_frames))
+      row["fits"] = row["memory"]["peak"] <= CHIPS["v5e"].hbm_bytes
     except Exception as e:  # pylint: disable=broad-except
-      r = dict(fits=False, error=str(e).splitlines()[0][:300])
-    r.update(what=what, topology=topo, chips=n)
-    log(r)
-    rows.append(r)
-  note = "\n".join(
-      f"- SSR {r['what']} on v5e {topo} (1 clip/chip): "
-      + (f"peak {r['memory']['peak'] / GIB:.1f} GiB of 16, fits={r['fits']}, "
-         f"{r['flops'] / 1e12:.1f} TFLOP/chip/step" if "memory" in r else f"failed: {r['error']}")
-      for r in rows)
-  return rows, note
+      if not _is_oom(e):
+        raise
+      row.update(fits=False, error=str(e).splitlines()[0][:300], error_detail=str(e)[:6000])
+    log(row)
+    rows.append(row)
+    results["ssr_note"] = "\n".join(describe(r) for r in rows)
+    save()
 
 
 def main(argv):
@@ -445,8 +582,6 @@ def main(argv):
     rows = summarize(results)
     rec = recommend(rows)
     done = [r["first"] for r in results["train"].values() if "params" in r["first"]]
-    flops_clip = next((r["first"]["flops"] for k, r in results["train"].items()
-                       if k.endswith("/fsdp") and "flops" in r["first"]), 0.0)
     notes = [
         "## Notes",
         "",
@@ -454,9 +589,9 @@ def main(argv):
         + ", ".join(f"{c} {v.peak_flops / 1e12:.0f} TFLOP/s / {v.hbm_bytes / GIB:.0f} GiB / "
                     f"{v.hbm_bw / 1e9:.0f} GB/s" for c, v in CHIPS.items()) + ".",
         "- v4 and v5p are megacore chips: one JAX device per chip (2 TensorCores).",
-        "- The batch is sharded over all chips, so the global batch is a multiple of the chip "
-        "count; fewer clips than chips would need activation (spatial/temporal) sharding, "
-        "which the model does not annotate.",
+        "- The batch is sharded over all chips (over the K-chip groups for `+framesK` / "
+        "`+heightK`, whose chips hold one slice of each clip's frames or rows), so the global "
+        "batch is a multiple of the chip count (of the group count).",
         "- Gradient accumulation (`train.grad_accum`) multiplies the global batch at the same "
         "per-chip memory.",
         f"- Wall time of this run so far: {(time.perf_counter() - t0) / 60:.1f} min on a "
@@ -465,19 +600,25 @@ def main(argv):
     if done:
       write_markdown(_OUT_MD.value, rows, rec, dict(
           quick=_QUICK.value, libtpu=libtpu_version, params=done[0]["params"],
-          train_flops_per_clip=flops_clip, sample=results["sample"],
+          model_flops_per_clip=results.get("model_flops_per_clip"), sample=results["sample"],
           ssr_note=results["ssr_note"], notes=notes))
     os.makedirs(os.path.dirname(os.path.abspath(_OUT_JSON.value)), exist_ok=True)
     with open(_OUT_JSON.value, "w", encoding="utf-8") as f:
       json.dump(dict(summary=rows, recommended=rec, raw=results), f, indent=2, default=str)
 
   jobs = parse_jobs(_JOBS.value) if _JOBS.value else train_jobs(_QUICK.value)
+  if not results.get("model_flops_per_clip"):
+    results["model_flops_per_clip"] = model_flops_per_clip("base", "fsdp")
+    print(f"model FLOPs per clip (train step, no remat): "
+          f"{results['model_flops_per_clip'] / 1e12:.1f} TFLOP", flush=True)
   plan_train(jobs[:1], results, log, save)  # The headline number first.
   if _WITH_EXTRAS.value:
-    results["sample"] = sample_rows(_QUICK.value, log)
-    save()
-    results["ssr"], results["ssr_note"] = ssr_rows(log)
-    save()
+    ssr_rows(log, results, save)
+    done = {(r["chip"], r["chips"]) for r in results["sample"]}
+    for target in sample_targets():
+      if target not in done:
+        results["sample"] += sample_rows([target], log)
+        save()
   plan_train(jobs[1:], results, log, save)
   if os.path.exists(_OUT_MD.value):
     print(open(_OUT_MD.value, encoding="utf-8").read())
