@@ -51,13 +51,15 @@ class Chip:
   hbm_bw: float  # Bytes/s.
   dims: int  # Torus dimensions of the topology name.
   max_chips: int  # Largest single slice.
+  ici_bw: float  # Bidirectional inter-chip interconnect bytes/s per chip.
 
 
 CHIPS = {
-    "v4": Chip("v4", 275e12, 32 * GIB, 1200e9, 3, 4096),
-    "v5e": Chip("v5e", 197e12, 16 * GIB, 819e9, 2, 256),
-    "v5p": Chip("v5p", 459e12, 95 * GIB, 2765e9, 3, 6144),
-    "v6e": Chip("v6e", 918e12, 32 * GIB, 1638e9, 2, 256),
+    # v4's page gives 2400 Gbps one way; the others give the bidirectional figure.
+    "v4": Chip("v4", 275e12, 32 * GIB, 1200e9, 3, 4096, 2 * 2400e9 / 8),
+    "v5e": Chip("v5e", 197e12, 16 * GIB, 819e9, 2, 256, 400e9),
+    "v5p": Chip("v5p", 459e12, 95 * GIB, 2765e9, 3, 6144, 1200e9),
+    "v6e": Chip("v6e", 918e12, 32 * GIB, 1638e9, 2, 256, 800e9),
 }
 # Slice shapes of the Cloud TPU docs, by chip count.
 SHAPES_3D = {8: "2x2x2", 16: "2x2x4", 32: "2x4x4", 64: "4x4x4", 128: "4x4x8", 256: "4x8x8",
@@ -226,12 +228,22 @@ def compile_sample_step(config, devices, window: int = 0, overlap: int = 0,
               flops=float(cost.get("flops", 0.0)), bytes=float(cost.get("bytes accessed", 0.0)))
 
 
-def roofline(chip: Chip, flops: float, bytes_accessed: float, model_flops: float) -> dict:
-  """Step time bound by compute or HBM traffic (ICI traffic and overlap are not modelled)."""
-  t = max(flops / chip.peak_flops, bytes_accessed / chip.hbm_bw)
-  return dict(step_s=t, mfu=model_flops / (t * chip.peak_flops) if t else 0.0,
+def roofline(chip: Chip, flops: float, bytes_accessed: float, model_flops: float,
+             ici_bytes: float = 0.0) -> dict:
+  """Step time: max(compute, HBM traffic) plus the ICI time of the weight collectives, taken as
+  not overlapped with compute (conservative); activation halos of split clips are not counted."""
+  ici_s = ici_bytes / chip.ici_bw
+  t = max(flops / chip.peak_flops, bytes_accessed / chip.hbm_bw) + ici_s
+  return dict(step_s=t, ici_s=ici_s, mfu=model_flops / (t * chip.peak_flops) if t else 0.0,
               bound="compute" if flops / chip.peak_flops >= bytes_accessed / chip.hbm_bw
               else "memory")
+
+
+def weight_collective_bytes(params: int, num_chips: int) -> float:
+  """Bytes through each chip's links per step for float32 weights: an FSDP step all-gathers the
+  params and reduce-scatters the grads, a data-parallel step all-reduces the grads (the same
+  2 (N-1)/N x 4 bytes per parameter on a ring)."""
+  return 2.0 * 4.0 * params * (num_chips - 1) / num_chips
 
 
 def try_train(name, variant, chip, num_chips, per_chip_batch, log) -> dict:
@@ -354,7 +366,8 @@ def summarize(results: dict) -> list:
       # Remat recomputes part of the forward pass, so compiled FLOPs overstate the model's:
       # MFU counts the model's FLOPs (`model_flops_per_clip`) against the roofline time.
       row.update(roofline(CHIPS[chip], first["flops"], first["bytes"],
-                          (model_flops or 0.0) * first["per_chip_batch"] / k))
+                          (model_flops or 0.0) * first["per_chip_batch"] / k,
+                          weight_collective_bytes(first["params"], int(n))))
       if not model_flops:
         row["mfu"] = None
     else:
@@ -418,15 +431,19 @@ def write_markdown(path: str, rows: list, rec: dict, extra: dict) -> None:
                  "without remat recompute; XLA cost analysis of the lowered step for one clip)."
                  if extra["model_flops_per_clip"] else "not counted in this run."),
       "",
-      "Roofline: step time = max(FLOPs / peak, bytes / HBM bandwidth) at 1 clip per chip (1/K "
-      "for `+framesK`/`+heightK`, which split each clip across K chips); MFU = "
-      "model FLOPs (without remat recompute) / (step time x peak). ICI collectives and their "
-      "overlap are not modelled, so these are upper bounds. \"max b/chip\" is the largest "
+      "Roofline: step time = max(FLOPs / peak, bytes / HBM bandwidth) + ICI time of the weight "
+      "collectives (float32 all-gather of the params + reduce-scatter of the grads, 8 bytes per "
+      "parameter through each chip's bidirectional ICI, counted as not overlapped), at 1 clip per "
+      "chip (1/K for `+framesK`/`+heightK`, which split each clip across K chips; their "
+      "activation halos are not counted); MFU = model FLOPs (without remat recompute) / (step "
+      "time x peak). Launch overheads, imperfect overlap and stragglers are not modelled: MFU is "
+      "an upper bound, and a compute-bound row without remat sits near 100% by construction. "
+      "\"max b/chip\" is the largest "
       "per-chip batch that compiled within HBM (doubling + bisection up to "
       f"{_MAX_BATCH.value}; `-` = not searched in this run).",
       "",
       "| chip | chips | topology | strategy | fits @1 (1/K) | peak GiB/chip (args + temp) | HBM GiB "
-      "| TFLOP/chip/step | roofline s/step | bound | MFU | max b/chip | max global batch "
+      "| TFLOP/chip/step | roofline s/step (ICI s) | bound | MFU | max b/chip | max global batch "
       "| compile s | recommended |",
       "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
@@ -439,7 +456,7 @@ def write_markdown(path: str, rows: list, rec: dict, extra: dict) -> None:
           f"| {r['chip']} | {r['chips']} | {r['topology']} | {r['strategy']} | "
           f"{'yes' if r['fits_at_1'] else 'no'} | {r['peak_gib']:.1f} ({r['args_gib']:.1f} + "
           f"{r['temp_gib']:.1f}) | {hbm:.0f} | {r['flops_per_chip'] / 1e12:.1f} | "
-          f"{r['step_s']:.2f} | {r['bound']} | "
+          f"{r['step_s']:.2f} ({r['ici_s']:.3f}) | {r['bound']} | "
           f"{'-' if r['mfu'] is None else format(r['mfu'], '.0%')} | "
           f"{_clips(r['largest_per_chip_batch'], r['clip_split'], searched)} | "
           f"{r['max_global_batch'] if searched else '>=' + str(r['chips'] // r['clip_split'])}"
