@@ -109,10 +109,19 @@ def load_config(name: str, arg: str) -> ml_collections.ConfigDict:
   return module.get_config(arg)
 
 
+class NotOneDevicePerChip(ValueError):
+  """libtpu describes the topology with a device count the per-chip model cannot use."""
+
+
 def topology_devices(chip: str, num_chips: int):
   shapes = SHAPES_3D if CHIPS[chip].dims == 3 else SHAPES_2D
   name = f"{CHIPS[chip].prefix}:{shapes[num_chips]}"
-  return name, topologies.get_topology_desc(platform="tpu", topology_name=name).devices
+  devices = topologies.get_topology_desc(platform="tpu", topology_name=name).devices
+  if len(devices) != num_chips:
+    # libtpu 0.0.52 gives v4 one device per TensorCore (128 for 4x4x4), not per megacore chip.
+    raise NotOneDevicePerChip(f"libtpu describes {name} ({num_chips} chips) with "
+                              f"{len(devices)} devices; the plan needs one per chip")
+  return name, devices
 
 
 def _cost(compiled) -> dict:
@@ -247,10 +256,15 @@ def weight_collective_bytes(params: int, num_chips: int) -> float:
 
 
 def try_train(name, variant, chip, num_chips, per_chip_batch, log) -> dict:
-  topo, devices = topology_devices(chip, num_chips)
   config = config_for(name, variant, num_chips, per_chip_batch)
-  row = dict(config=f"{name}:{variant}", chip=chip, chips=num_chips, topology=topo,
+  row = dict(config=f"{name}:{variant}", chip=chip, chips=num_chips, topology=chip,
              per_chip_batch=per_chip_batch, global_batch=config.train.batch_size)
+  try:
+    row["topology"], devices = topology_devices(chip, num_chips)
+  except NotOneDevicePerChip as e:
+    row.update(fits=False, not_compiled=str(e))
+    log(row)
+    return row
   try:
     row.update(compile_train(config, devices))
     row["fits"] = row["memory"]["peak"] <= CHIPS[chip].hbm_bytes
@@ -370,6 +384,8 @@ def summarize(results: dict) -> list:
                           weight_collective_bytes(first["params"], int(n))))
       if not model_flops:
         row["mfu"] = None
+    elif "not_compiled" in first:
+      row["not_compiled"] = first["not_compiled"]
     else:
       row["needed_temp_gib"] = oom_temporaries_gib(first.get("error_detail",
                                                              first.get("error")))
@@ -407,6 +423,10 @@ def recommendations(rows: list, rec: dict) -> dict:
       mfu = "" if r["mfu"] is None else f", roofline MFU {r['mfu']:.0%}"
       out[key] = (f"**{rec[key]}** ({r['peak_gib']:.1f} GiB/chip at "
                   f"{_clips(1, r['clip_split'])} clip/chip{mfu})")
+      continue
+    skipped = [r["not_compiled"] for r in slice_rows if "not_compiled" in r]
+    if len(skipped) == len(slice_rows):
+      out[key] = f"not compiled: {skipped[0]}."
       continue
     needs = [r["needed_temp_gib"] for r in slice_rows if r.get("needed_temp_gib")]
     tried = ", ".join(r["strategy"] for r in slice_rows)
@@ -462,6 +482,10 @@ def write_markdown(path: str, rows: list, rec: dict, extra: dict) -> None:
           f"{r['max_global_batch'] if searched else '>=' + str(r['chips'] // r['clip_split'])}"
           " | "
           f"{r['compile_s']:.0f} | {rec_mark} |")
+    elif "not_compiled" in r:
+      lines.append(f"| {r['chip']} | {r['chips']} | {r['topology']} | {r['strategy']} | "
+                   f"not compiled: {r['not_compiled']} | - | {hbm:.0f} | - | - | - | - | - "
+                   "| - | - | |")
     else:
       need = r.get("needed_temp_gib")
       lines.append(f"| {r['chip']} | {r['chips']} | {r['topology']} | {r['strategy']} | no "
@@ -503,7 +527,11 @@ def sample_rows(targets: list, log) -> list:
   """The base model's sampling step at 1 video per chip on each (chip, chips) of `targets`."""
   out = []
   for chip, n in targets:
-    topo, devices = topology_devices(chip, n)
+    try:
+      topo, devices = topology_devices(chip, n)
+    except NotOneDevicePerChip as e:
+      print(f"sampling row {chip}/{n} not compiled: {e}", flush=True)
+      continue
     config = config_for("base", "fsdp", n, 1)
     r = dict(chip=chip, chips=n, topology=topo, strategy="fsdp", per_chip_batch=1,
              num_steps=config.sample.num_steps)
@@ -578,7 +606,6 @@ def ssr_rows(log, results: dict, save, chips: int = 256) -> None:
 
 def main(argv):
   del argv
-  t0 = time.perf_counter()
   import libtpu  # pylint: disable=g-import-not-at-top,unused-import
   libtpu_version = getattr(libtpu, "__version__", "?")
   results = dict(train={}, sample=[], ssr=[], rows=[], ssr_note="not compiled yet")
@@ -594,6 +621,11 @@ def main(argv):
           f"compile={row.get('compile_s', 0):5.1f}s {row.get('error', '')[:80]}", flush=True)
     results["rows"].append(row)
 
+  def compile_hours():
+    rows = list(results["train"].values())
+    done = [r["first"] for r in rows] + results["sample"] + results["ssr"]
+    return sum(r.get("compile_s", 0.0) for r in done) / 3600
+
   def save():
     """Rewrites both outputs after every compile, so a long sweep leaves partial results."""
     rows = summarize(results)
@@ -605,14 +637,16 @@ def main(argv):
         "- Chip figures (bf16 peak, HBM, HBM bandwidth) are the Cloud TPU documentation's: "
         + ", ".join(f"{c} {v.peak_flops / 1e12:.0f} TFLOP/s / {v.hbm_bytes / GIB:.0f} GiB / "
                     f"{v.hbm_bw / 1e9:.0f} GB/s" for c, v in CHIPS.items()) + ".",
-        "- v4 and v5p are megacore chips: one JAX device per chip (2 TensorCores).",
+        "- v5p is a megacore chip: one JAX device per chip (2 TensorCores). libtpu 0.0.52 "
+        "describes v4 slices with one device per TensorCore instead, which the per-chip model "
+        "here does not use, so v4 rows are listed as not compiled.",
         "- The batch is sharded over all chips (over the K-chip groups for `+framesK` / "
         "`+heightK`, whose chips hold one slice of each clip's frames or rows), so the global "
         "batch is a multiple of the chip count (of the group count).",
         "- Gradient accumulation (`train.grad_accum`) multiplies the global batch at the same "
         "per-chip memory.",
-        f"- Wall time of this run so far: {(time.perf_counter() - t0) / 60:.1f} min on a "
-        "shared 2-core CPU host.",
+        f"- Compile time of the rows above: {compile_hours():.1f} h on a shared 2-core CPU host "
+        "(libtpu's compiler on CPU).",
     ]
     if done:
       write_markdown(_OUT_MD.value, rows, rec, dict(

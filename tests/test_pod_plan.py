@@ -111,8 +111,12 @@ def test_summary_mfu_uses_model_flops_and_oom_rows_show_the_need():
   assert "fsdp+remat" in verdicts["v5p/256"] and "79%" in verdicts["v5p/256"]
   assert "1/4 clip/chip" in verdicts["v6e/256"]
   del results["train"]["v6e/256/fsdp+remat+frames4"]
+  results["train"]["v4/64/fsdp"] = dict(
+      first=dict(topology="v4", per_chip_batch=1, fits=False, not_compiled="one per core"),
+      largest_per_chip_batch=0, searched=False)
   rows = pod_plan.summarize(results)
   verdicts = pod_plan.recommendations(rows, pod_plan.recommend(rows))
+  assert verdicts["v4/64"] == "not compiled: one per core."
   assert "nothing compiled within 32 GiB" in verdicts["v6e/256"]
   assert "334.1 GiB" in verdicts["v6e/256"]
   del results["model_flops_per_clip"]
