@@ -349,15 +349,19 @@ def plan_train(jobs: list, results: dict, log, save) -> None:
     save()
 
 
-_OOM_NEED = re.compile(r"HLO temporaries \(([\d.]+)([KMGT])\)")
+# libtpu words its HBM OOM two ways: "... required for HLO temporaries (334.05G) exceeds ..."
+# and, when it gets as far as buffer assignment, "... Used 16.16G of 15.75G hbm ...".
+_OOM_NEED = re.compile(r"HLO temporaries \(([\d.]+)([KMGT])\)"
+                       r"|Used ([\d.]+)([KMGT]) of [\d.]+[KMGT] hbm")
 
 
 def oom_temporaries_gib(error: str) -> float | None:
-  """The compiler's HBM OOM message names the temporaries it needed; None if it does not."""
+  """The HBM the compiler said the program needs; None if its message does not say."""
   m = _OOM_NEED.search(error or "")
   if not m:
     return None
-  return float(m.group(1)) * 2.0**(10 * ("KMGT".index(m.group(2)) + 1)) / GIB
+  value, unit = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+  return float(value) * 2.0**(10 * ("KMGT".index(unit) + 1)) / GIB
 
 
 def summarize(results: dict) -> list:
@@ -431,7 +435,7 @@ def recommendations(rows: list, rec: dict) -> dict:
     needs = [r["needed_temp_gib"] for r in slice_rows if r.get("needed_temp_gib")]
     tried = ", ".join(r["strategy"] for r in slice_rows)
     out[key] = (f"nothing compiled within {CHIPS[chip].hbm_bytes / GIB:.0f} GiB (tried {tried}"
-                + (f"; the least needed {min(needs):.1f} GiB of temporaries" if needs else "")
+                + (f"; the least needed {min(needs):.1f} GiB" if needs else "")
                 + "). Next: split each clip over more chips (fsdp+remat+framesK / heightK).")
   return out
 
@@ -490,7 +494,7 @@ def write_markdown(path: str, rows: list, rec: dict, extra: dict) -> None:
       need = r.get("needed_temp_gib")
       lines.append(f"| {r['chip']} | {r['chips']} | {r['topology']} | {r['strategy']} | no "
                    f"(compiler: out of HBM) | "
-                   f"{'-' if need is None else format(need, '.1f') + ' temp needed'} | "
+                   f"{'-' if need is None else format(need, '.1f') + ' needed'} | "
                    f"{hbm:.0f} | - | - | - | - | 0 | 0 | - | |")
   lines += ["", "## Recommendation per slice", ""] + [
       f"- {slice_}: {verdict}" for slice_, verdict in recommendations(rows, rec).items()]
@@ -502,7 +506,7 @@ def write_markdown(path: str, rows: list, rec: dict, extra: dict) -> None:
       need = oom_temporaries_gib(s.get("error_detail", s["error"]))
       lines.append(f"| {s['chip']} | {s['chips']} | {s['topology']} | {s['strategy']} | "
                    f"{s['per_chip_batch']} | out of HBM"
-                   + (f" ({need:.1f} temp needed)" if need else "") + " | - | - | - | - |")
+                   + (f" ({need:.1f} needed)" if need else "") + " | - | - | - | - |")
       continue
     lines.append(f"| {s['chip']} | {s['chips']} | {s['topology']} | {s['strategy']} | "
                  f"{s['per_chip_batch']} | {s['memory']['peak'] / GIB:.1f} | "
@@ -572,7 +576,7 @@ def ssr_rows(log, results: dict, save, chips: int = 256) -> None:
               f"{window} frames (overlap {overlap}) in one batch: ")
     if "memory" not in r:
       need = oom_temporaries_gib(r.get("error_detail", r["error"]))
-      return head + ("out of HBM" + (f" ({need:.1f} GiB temporaries needed)" if need else "")
+      return head + ("out of HBM" + (f" ({need:.1f} GiB needed)" if need else "")
                      + f" of {CHIPS['v5e'].hbm_bytes / GIB:.0f} GiB.")
     t = max(r["flops"] / CHIPS["v5e"].peak_flops, r["bytes"] / CHIPS["v5e"].hbm_bw)
     return head + (f"peak {r['memory']['peak'] / GIB:.1f} GiB of "

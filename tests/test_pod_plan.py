@@ -24,6 +24,10 @@ OOM = ("RESOURCE_EXHAUSTED: E1000: CompileTimeHbmOom: Ran out of memory on HBM, 
 def test_oom_message_gives_needed_temporaries():
   assert pod_plan.oom_temporaries_gib(OOM) == pytest.approx(334.05)
   assert pod_plan.oom_temporaries_gib(OOM.replace("334.05G", "512.00M")) == pytest.approx(0.5)
+  used = ("RESOURCE_EXHAUSTED: E1000: CompileTimeHbmOom: XLA:TPU compile permanent error. Ran "
+          "out of memory in memory space hbm. Used 16.16G of 15.75G hbm. Exceeded hbm capacity "
+          "by 421.62M.")
+  assert pod_plan.oom_temporaries_gib(used) == pytest.approx(16.16)
   assert pod_plan.oom_temporaries_gib("INTERNAL: something else") is None
   assert pod_plan.oom_temporaries_gib(None) is None
 
