@@ -1,6 +1,7 @@
 # Sourced by the launch scripts: picks the active venv, or creates ./.venv, and installs the
 # project into it (quietly; pip skips what is already installed).
-# Usage: source launch/_venv.sh [EXTRAS]   (e.g. "test"); sets $PY.
+# Usage: [VENV_EXTRAS=test] source launch/_venv.sh; sets $PY. Extras come from the environment,
+# not from an argument: a `source` without arguments sees the calling script's own arguments.
 if [[ -n "${VIRTUAL_ENV:-}" ]]; then
   PY="${VIRTUAL_ENV}/bin/python"
 else
@@ -10,7 +11,7 @@ else
   fi
   PY=.venv/bin/python
 fi
-_extras="${1:-}"
+_extras="${VENV_EXTRAS:-}"
 _target="."
 [[ -n "${_extras}" ]] && _target=".[${_extras}]"
 _stamp=".venv-installed${_extras:+-${_extras}}"

@@ -3,7 +3,7 @@
 # Extra arguments go to pytest, e.g. tests/test_train.py -x.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-source launch/_venv.sh test || exit 1
+VENV_EXTRAS=test source launch/_venv.sh || exit 1
 "${PY}" -m pytest "$@"
 rc=$?
 if [[ ${rc} -eq 5 ]]; then
