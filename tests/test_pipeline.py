@@ -6,6 +6,9 @@ import orbax.checkpoint as ocp
 import pytest
 
 from lumiere_jax.data import pipeline
+from lumiere_jax.data import render
+from lumiere_jax.evaluate import alignment
+from lumiere_jax.evaluate import detector
 from conftest import small_data_cfg
 from lumiere_jax.data import synthetic
 from lumiere_jax.data import text_features
@@ -143,3 +146,33 @@ def test_precomputed_text_needs_stored_features(data):
   data_cfg, builder, _ = data
   with pytest.raises(ValueError, match="stores no caption features"):
     pipeline.create_data_iterator(data_cfg, builder, None, "train", 8, seed=0)
+
+
+@pytest.mark.parametrize("flips", [False, True])
+def test_every_caption_names_the_direction_its_clip_moves(data, flips):
+  """Caption-clip pairing end to end: the detector reads each clip's motion from its pixels."""
+  data_cfg, builder, tok = data
+  cfg = small_data_cfg(random_flip=flips, random_temporal_flip=flips)
+  batch = next(pipeline.create_data_iterator(cfg, builder, tok, "train", 32, seed=3))
+  videos = np.round((batch["video"] + 1.0) * 127.5).astype(np.uint8)
+  names = synthetic.label_names("simple")["direction"]
+  captions = tok.decode(batch["tokens"])
+  for video, caption, label in zip(videos, captions, batch["direction"]):
+    moved = detector.detect(video).direction
+    assert alignment.parse_prompt(caption)["direction"] == moved, caption
+    assert names[label] == moved
+
+
+def test_flip_rewrites_the_direction_words_and_label():
+  element = {"video": np.zeros((2, 4, 4, 3)), "caption": "a red square moves to the left",
+             "direction": np.int32(render.DIRECTIONS.index("left"))}
+  flipped = [pipeline.RandomFlip(axis=2).random_map(dict(element), np.random.default_rng(s))
+             for s in range(8)]
+  captions = {f["caption"] for f in flipped}
+  assert captions == {"a red square moves to the left", "a red square moves to the right"}
+  for f in flipped:
+    assert render.DIRECTIONS[f["direction"]] in f["caption"].split()
+  up = dict(element, caption="a cyan circle drifts straight up", direction=np.int32(2))
+  outs = {pipeline.RandomFlip(axis=0).random_map(dict(up), np.random.default_rng(s))["caption"]
+          for s in range(8)}
+  assert outs == {"a cyan circle drifts straight up", "a cyan circle drifts straight down"}

@@ -6,10 +6,13 @@ into the Orbax checkpoint (`grain.python.PyGrainCheckpointSave/Restore` inside
 `ocp.args.Composite`), so a resumed run continues with exactly the next batch.
 """
 import dataclasses
+import re
 
 import grain.python as grain
 import jax
 import numpy as np
+
+from lumiere_jax.data import render
 
 _NON_LABEL_KEYS = ("video", "caption", "text_embedding", "text_mask")
 
@@ -44,17 +47,34 @@ class RandomTemporalCrop(grain.RandomMapTransform):
     return element
 
 
+# Direction words a flip turns into each other: a mirror image (width) swaps left and right, a
+# reversed clip (time) runs every motion the other way.
+_FLIPPED_WORDS = {2: {"left": "right", "right": "left"},
+                  0: {"left": "right", "right": "left", "up": "down", "down": "up"}}
+# Integer direction labels of synthetic clips (`synthetic.label_names`).
+_DIRECTION_LABELS = {"direction": render.DIRECTIONS, "direction_2": ("none",) + render.DIRECTIONS}
+
+
 @dataclasses.dataclass(frozen=True)
 class RandomFlip(grain.RandomMapTransform):
   """Flips the video along `axis` (0: time, 2: width) with probability 1/2.
 
-  Off by default: on captioned motion data a flip contradicts the caption ("moves left").
+  The caption's direction words (and a `direction` label, if any) are flipped with it, so "moves
+  left" stays true of the clip. Off by default: the synthetic data covers every direction anyway.
   """
   axis: int
 
   def random_map(self, element, rng):
     if rng.integers(2):
       element["video"] = np.flip(element["video"], axis=self.axis)
+      swap = _FLIPPED_WORDS[self.axis]
+      if "caption" in element:
+        element["caption"] = re.sub(r"\b(" + "|".join(swap) + r")\b",
+                                    lambda m: swap[m.group(1)], element["caption"])
+      for key, names in _DIRECTION_LABELS.items():
+        if key in element:
+          name = names[element[key]]
+          element[key] = np.int32(names.index(swap.get(name, name)))
     return element
 
 
