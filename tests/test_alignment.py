@@ -89,3 +89,16 @@ def test_temporal_consistency_of_blank_clip_is_nan_not_error():
   scores = alignment.temporal_consistency(np.zeros((1, 4, 16, 16, 3), np.uint8))
   assert np.isnan(scores['color_stability']) and np.isnan(scores['motion_smoothness'])
   assert scores['flicker'] == 0.0
+
+
+def test_background_error_measures_residual_noise_away_from_the_object():
+  videos, captions = _clips(8)
+  assert alignment.alignment_scores(videos, captions)['background_error'] == 0.0
+  background = (videos == 0).all(-1, keepdims=True)
+  gray = np.where(background, 128, videos).astype(np.float32)
+  noise = np.random.default_rng(0).normal(0.0, 10.0, gray.shape)
+  noisy = np.clip(np.round(gray + noise * background), 0, 255).astype(np.uint8)
+  scores = alignment.alignment_scores(noisy, captions)
+  # Mean |N(0, 10)| = 10 * sqrt(2 / pi) ~= 8.0 grey levels; the object is still read right.
+  assert 7.5 < scores['background_error'] < 8.5
+  assert scores['all_acc'] == 1.0 and scores['num_samples'] == 8

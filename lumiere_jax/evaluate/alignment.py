@@ -13,36 +13,43 @@ from lumiere_jax.data import render
 from lumiere_jax.evaluate import detector
 
 ATTRIBUTES = ("color", "shape", "direction")
-_VOCAB = {"color": tuple(render.COLORS), "shape": render.SHAPES, "direction": render.DIRECTIONS}
+VOCAB = {"color": tuple(render.COLORS), "shape": render.SHAPES, "direction": render.DIRECTIONS}
 
 
 def parse_prompt(prompt):
   """The first color, shape and direction word of `prompt` (None when it names none)."""
   words = re.findall(r"[a-z]+", prompt.lower())
-  return {attr: next((w for w in words if w in vocab), None) for attr, vocab in _VOCAB.items()}
+  return {attr: next((w for w in words if w in vocab), None) for attr, vocab in VOCAB.items()}
 
 
 def _rate(flags):
   return float(np.mean(flags)) if flags else float("nan")
 
 
-def alignment_scores(videos, prompts, **detect_kwargs):
+def alignment_scores(videos, prompts, threshold=100.0, min_motion=0.1):
   """Per-attribute agreement between uint8 clips (B, T, H, W, 3) and their prompts.
 
   An attribute's accuracy counts only the prompts that name it (NaN if none does); `all_acc` needs
   every named attribute right. A clip without a detected object fails every attribute.
+  `threshold` and `min_motion` are `detector.detect`'s.
 
   Returns:
-    {"color_acc", "shape_acc", "direction_acc", "all_acc", "present_rate", "rows"}, where `rows`
-    holds one dict per sample with the prompt, the expected and detected attributes and `correct`.
+    {"color_acc", "shape_acc", "direction_acc", "all_acc", "present_rate", "background_error",
+    "num_samples", "rows"}, where `background_error` is the mean `detector.background_error` (grey
+    levels of residual noise away from the object) and `rows` holds one dict per sample with the
+    prompt, the expected and detected attributes and `correct`.
   """
   if len(videos) != len(prompts) or not len(videos):
     raise ValueError(f"Need as many videos as prompts (> 0), got {len(videos)} and {len(prompts)}.")
   rows = []
   hits = {attr: [] for attr in ATTRIBUTES}
+  background = []
   for video, prompt in zip(videos, prompts):
     expected = parse_prompt(prompt)
-    found = detector.detect(video, **detect_kwargs)
+    video = detector.check_video(video)
+    tr = detector.track(video, threshold)
+    found = detector.summarize(tr, max(video.shape[1:3]), min_motion)
+    background.append(detector.background_error(video, tr))
     correct = {attr: getattr(found, attr) == want for attr, want in expected.items()
                if want is not None}
     for attr, ok in correct.items():
@@ -52,6 +59,8 @@ def alignment_scores(videos, prompts, **detect_kwargs):
   scores = {f"{attr}_acc": _rate(hits[attr]) for attr in ATTRIBUTES}
   scores["all_acc"] = _rate([row["all"] for row in rows])
   scores["present_rate"] = _rate([row["detected"].present for row in rows])
+  scores["background_error"] = _nanmean(background)
+  scores["num_samples"] = len(rows)
   scores["rows"] = rows
   return scores
 

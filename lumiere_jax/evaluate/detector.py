@@ -196,6 +196,19 @@ def summarize(tr, resolution, min_motion=0.1):
   return Detection(COLOR_NAMES[tr.color], shape, direction, True, tr.color_conf, motion)
 
 
+def background_error(video, tr, margin=2):
+  """Mean |pixel - background| (0..255, averaged over channels) away from the foreground.
+
+  Pixels within `margin` pixels of the foreground are left out, so the blurred edge of the
+  object does not count as background noise. NaN if nothing is left.
+  """
+  video = check_video(video)
+  near = ndimage.binary_dilation(tr.foreground, structure=np.ones((1, 3, 3), bool),
+                                 iterations=margin) if margin else tr.foreground
+  error = np.abs(video.astype(np.float32) - tr.background[:, None, None]).mean(-1)
+  return float(error[~near].mean()) if (~near).any() else float("nan")
+
+
 def detect(video, threshold=100.0, min_motion=0.1):
   """Detects the object of one uint8 (T, H, W, 3) clip.
 
