@@ -2,6 +2,9 @@
 
 Shape and validation checks use `jax.eval_shape` (no compile); one small model is run for real.
 """
+import functools
+
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -163,3 +166,35 @@ def test_pixel_skip_starts_as_the_model_without_it():
   unet = {k: v for k, v in params["unet"].items() if "pixel_skip" not in k}
   np.testing.assert_array_equal(with_skip.apply({"params": params}, *inputs),
                                 without.apply({"params": {**params, "unet": unet}}, *inputs))
+
+
+@functools.lru_cache(maxsize=None)
+def _static_clip_frame_spread(perturb):
+  """Largest difference between output frames of a static clip (every frame the same)."""
+  cfg = tiny.get_config()
+  cfg.model.update(channels=(8, 16), norm_groups=2, num_heads=2, space_to_depth=2,
+                   position_code=True, frame_film=True, text_layout=True,
+                   temporal_downsample=(False,))
+  model = model_lib.build_model(cfg.model, cfg.text, cfg.data.vocab_size)
+  x, t, tokens, mask, _ = _inputs(cfg, batch=2, frames=4, res=8)
+  x = jnp.repeat(x[:, :1], 4, axis=1)
+  params = nn.meta.unbox(model.init(jax.random.key(1), x, t, tokens, mask)["params"])
+  # Zero-init outputs of the res blocks (whose FiLM would not show otherwise) and of the chosen
+  # temporal projections get random weights.
+  flat = flax.traverse_util.flatten_dict(params)
+  for i, path in enumerate(sorted(flat)):
+    if path[-1] == "kernel" and ("conv_2" in path or path[1] in perturb):
+      flat[path] = 0.3 * jax.random.normal(jax.random.key(i), flat[path].shape)
+  params = flax.traverse_util.unflatten_dict(flat)
+  out = model.apply({"params": params}, x, t, tokens, mask)
+  return float(jnp.max(jnp.abs(out - out[:, :1])))
+
+
+@pytest.mark.parametrize("module", ["temporal_film_2", "temporal_frame_code",
+                                    "temporal_layout_features", "temporal_layout_gate"])
+def test_frame_dependent_paths_start_at_zero_and_then_vary_by_frame(module):
+  """At init a static clip gives the same prediction in every frame (the inflated model is the
+  per-frame T2I); the per-frame FiLM, the frame code and the text layout (into the features and
+  straight into the prediction) are what let frames differ."""
+  assert _static_clip_frame_spread(()) < 1e-5
+  assert _static_clip_frame_spread((module,)) > 1e-3

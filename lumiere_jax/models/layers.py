@@ -64,6 +64,15 @@ def sinusoidal_embedding(pos: jax.Array, dim: int, max_period: float = 10000.0) 
   return jnp.pad(emb, ((0, 0), (0, dim % 2)))
 
 
+def grid_code(height: int, width: int, dim: int) -> jax.Array:
+  """Fixed (H, W, dim) code of each pixel's position: sin/cos of its row, then of its column."""
+  half = dim // 2
+  rows = sinusoidal_embedding(jnp.arange(height), half)
+  cols = sinusoidal_embedding(jnp.arange(width), dim - half)
+  return jnp.concatenate([jnp.broadcast_to(rows[:, None], (height, width, half)),
+                          jnp.broadcast_to(cols[None], (height, width, dim - half))], axis=-1)
+
+
 def space_to_depth(x: jax.Array, s: int) -> jax.Array:
   """(B, T, H, W, C) -> (B, T, H/s, W/s, C*s*s): fewer, wider pixels run faster on CPU."""
   if s == 1:
@@ -142,8 +151,10 @@ class ResBlock(LayerBase):
     f = self.features
     h = spatial(self.group_norm(self.norm_groups, name="norm_1"), x)
     h = spatial(self.conv(f, name="conv_1"), nn.silu(h))
+    # emb is (B, D), or (B, T, D) for per-frame FiLM.
     film = self.dense(2 * f, ("embed", "conv_out"), name="film")(nn.silu(emb))
-    scale, shift = jnp.split(film[:, None, None, None, :], 2, axis=-1)
+    film = film[:, None] if film.ndim == 2 else film
+    scale, shift = jnp.split(film[:, :, None, None, :], 2, axis=-1)
     h = spatial(self.group_norm(self.norm_groups, name="norm_2"), h) * (1 + scale) + shift
     h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
     h = spatial(self.conv(f, zero=True, name="conv_2"), h)
@@ -195,9 +206,14 @@ class MultiHeadAttention(LayerBase):
 
 
 class AttentionBlock(LayerBase):
-  """T2I attention: spatial self-attention per frame, then cross-attention to the text."""
+  """T2I attention: spatial self-attention per frame, then cross-attention to the text.
+
+  With `position_code`, the cross-attention queries carry a learned projection of each pixel's
+  (row, column) code, so a word can attend to a place ("left", "top") and not only to content.
+  """
   num_heads: int = 4
   norm_groups: int = 8
+  position_code: bool = False
 
   @nn.compact
   def __call__(self, x, context, context_mask):
@@ -206,7 +222,11 @@ class AttentionBlock(LayerBase):
     y = MultiHeadAttention(self.dtype, self.param_dtype, self.num_heads, zero_out=True,
                            name="self_attn")(y, y)
     x = constrain_video(x + y.reshape(x.shape))
-    y = self.layer_norm(name="cross_norm")(x).reshape(b, t * h * w, c)
+    y = self.layer_norm(name="cross_norm")(x)
+    if self.position_code:
+      y = y + self.dense(c, ("embed", "conv_out"), name="grid_pos")(
+          grid_code(h, w, c).astype(self.dtype))
+    y = y.reshape(b, t * h * w, c)
     y = MultiHeadAttention(self.dtype, self.param_dtype, self.num_heads, zero_out=True,
                            name="cross_attn")(y, context, context_mask)
     return constrain_video(x + y.reshape(x.shape))
@@ -216,23 +236,30 @@ class TemporalAttentionBlock(LayerBase):
   """Self-attention over T per pixel (+ optional text cross-attention), a no-op at init.
 
   Queries carry a frame position embedding, so the text pathway can place what a word says
-  (e.g. a motion direction) at the right frame, which spatial cross-attention cannot.
+  (e.g. a motion direction) at the right frame, which spatial cross-attention cannot. With
+  `position_code` the text queries also carry the (row, column) code: a word can then say where
+  the object is in each frame.
   """
   num_heads: int = 4
   norm_groups: int = 8
   text_attn: bool = True
+  position_code: bool = False
 
   @nn.compact
   def __call__(self, x, context, context_mask):
     b, t, h, w, c = x.shape
     pos = sinusoidal_embedding(jnp.arange(t), c).astype(self.dtype)
     pos = self.dense(c, ("embed", "conv_out"), name="frame_pos")(pos)[None, :, None, None, :]
+    grid = 0.0
+    if self.position_code:
+      grid = self.dense(c, ("embed", "conv_out"), name="grid_pos")(
+          grid_code(h, w, c).astype(self.dtype))
     y = self.group_norm(self.norm_groups, name="norm")(x) + pos
     attn = MultiHeadAttention(self.dtype, self.param_dtype, self.num_heads, zero_out=True,
                               name="self_attn")
     x = constrain_video(x + temporal(lambda s: attn(s, s), y))
     if self.text_attn:
-      y = (self.layer_norm(name="cross_norm")(x) + pos).reshape(b, t * h * w, c)
+      y = (self.layer_norm(name="cross_norm")(x) + pos + grid).reshape(b, t * h * w, c)
       y = MultiHeadAttention(self.dtype, self.param_dtype, self.num_heads, zero_out=True,
                              name="cross_attn")(y, context, context_mask)
       x = constrain_video(x + y.reshape(x.shape))

@@ -48,6 +48,9 @@ class UNet(layers.LayerBase):
   norm_groups: int = 8
   remat: bool = False
   pixel_skip: bool = False
+  position_code: bool = False
+  frame_film: bool = False
+  text_layout: bool = False
 
   def _validate(self):
     n = len(self.channels)
@@ -85,11 +88,13 @@ class UNet(layers.LayerBase):
     c = h.shape[-1]
     if level in self.attn_levels:
       h = layers.AttentionBlock(num_heads=self._heads(c), norm_groups=self.norm_groups,
-                                name=f"{name}_attn", **self._kw())(h, ctx, ctx_mask)
+                                position_code=self.position_code, name=f"{name}_attn",
+                                **self._kw())(h, ctx, ctx_mask)
     if self.temporal and level in self._temporal_attn_levels():
       h = layers.TemporalAttentionBlock(
           num_heads=self._heads(c), norm_groups=self.norm_groups,
-          text_attn=self.temporal_text_attn, name=f"{TEMPORAL_PREFIX}attn_{name}",
+          text_attn=self.temporal_text_attn, position_code=self.position_code,
+          name=f"{TEMPORAL_PREFIX}attn_{name}",
           **self._kw())(h, ctx, ctx_mask)
     return h
 
@@ -133,6 +138,12 @@ class UNet(layers.LayerBase):
     ctx_mask = jnp.concatenate([jnp.ones((b, 1), bool), text_mask.astype(bool)], axis=1)
 
     h = layers.spatial(self.conv(self.channels[0], name="conv_in"), layers.space_to_depth(x, s))
+    if self.position_code:
+      h = self._add_position_code(h)
+    layout_prediction = None
+    if self.temporal and self.text_layout:
+      features, layout_prediction = self._text_layout(h.shape[1:4], ctx, ctx_mask, emb)
+      h = h + features
     if self.cond_channels:
       # Zero-init so a checkpoint without cond channels fine-tunes from its exact function.
       c_in = layers.space_to_depth(cond.astype(self.dtype), s)
@@ -144,6 +155,8 @@ class UNet(layers.LayerBase):
     if self.remat:
       res_block = nn.remat(layers.ResBlock, static_argnums=(3,))
 
+    level_emb = self._level_embeddings(emb, frames)
+
     def block(features, level, name):
       return res_block(features=features, norm_groups=self.norm_groups, dropout=self.dropout,
                        temporal=self.temporal and level < n - 1, name=name, **self._kw())
@@ -151,7 +164,7 @@ class UNet(layers.LayerBase):
     skips = [h]
     for i, c in enumerate(self.channels):
       for j in range(self.num_res_blocks):
-        h = block(c, i, f"down_{i}_res_{j}")(h, emb, train)
+        h = block(c, i, f"down_{i}_res_{j}")(h, level_emb[i], train)
         h = self._attention(h, i, ctx, ctx_mask, f"down_{i}_{j}")
         skips.append(h)
       if i < n - 1:
@@ -163,7 +176,7 @@ class UNet(layers.LayerBase):
     for i in reversed(range(n)):
       for j in range(self.num_res_blocks + 1):
         h = jnp.concatenate([h, skips.pop()], axis=-1)
-        h = block(self.channels[i], i, f"up_{i}_res_{j}")(h, emb, train)
+        h = block(self.channels[i], i, f"up_{i}_res_{j}")(h, level_emb[i], train)
         h = self._attention(h, i, ctx, ctx_mask, f"up_{i}_{j}")
       if i > 0:
         h = layers.Upsample(name=f"up_{i}_resample", **self._kw())(h)
@@ -172,9 +185,87 @@ class UNet(layers.LayerBase):
 
     h = layers.spatial(self.group_norm(self.norm_groups, name="norm_out"), h)
     h = layers.spatial(self.conv(self.out_channels * s * s, name="conv_out"), nn.silu(h))
+    if layout_prediction is not None:
+      h = h + layout_prediction
     if self.pixel_skip:
       h = h + self._pixel_skip(x, cond, emb)
     return layers.constrain_video(layers.depth_to_space(h, s).astype(jnp.float32))
+
+  def _add_position_code(self, h):
+    """Adds learned projections of fixed sin/cos codes of each token's row, column and frame.
+
+    A direction word fixes where the object is in every frame ("moves right": left edge first,
+    right edge last), and a conv U-Net sees absolute position only through its zero padding.
+    The (row, column) code is spatial (part of the T2I model); the frame code is a temporal
+    module initialised to zero, so an inflated STUNet still starts as the per-frame T2I.
+    """
+    _, frames, height, width, c = h.shape
+    h = h + self.dense(c, ("embed", "conv_out"), name="position_code")(
+        layers.grid_code(height, width, c).astype(self.dtype))[None, None]
+    if self.temporal:
+      code = layers.sinusoidal_embedding(jnp.arange(frames), c).astype(self.dtype)
+      code = self.dense(c, ("embed", "conv_out"), zero=True,
+                        name=f"{TEMPORAL_PREFIX}frame_code")(code)
+      h = h + code[None, :, None, None, :]
+    return h
+
+  def _text_layout(self, tokens_shape, ctx, ctx_mask, emb):
+    """Where the caption puts things: learned per-(frame, row, column) queries attend to the
+    caption, giving features (B, T, H, W, C) at the first level and, through a gate of the
+    time + text embedding, a direct term of the prediction (B, T, H, W, s*s*out).
+
+    At high noise the prediction is the caption's expected video, and for a motion word that is
+    a function of frame, position and word at once ("moves right": left edge in the first frame,
+    right edge in the last). Free queries per position learn it like a lookup table, where
+    FiLM, position codes and conv padding learnt colours but ignored direction words. The table
+    is sized by the clip's token grid, so it suits short clips at low resolution (the CPU
+    recipe; MultiDiffusion windows keep the trained length). Temporal module, zero-init outputs:
+    an inflated STUNet still starts as the per-frame T2I.
+    """
+    frames, height, width = tokens_shape
+    b = ctx.shape[0]
+    c = self.channels[0]
+    name = f"{TEMPORAL_PREFIX}layout"
+    queries = self.param(f"{name}_queries",
+                         layers.partitioned(nn.initializers.normal(1.0),
+                                            ("frames", "height", "width", "embed")),
+                         (frames, height, width, c), self.param_dtype).astype(self.dtype)
+    y = layers.MultiHeadAttention(self.dtype, self.param_dtype, self._heads(c),
+                                  name=f"{name}_attn")(
+        jnp.broadcast_to(queries.reshape(1, -1, c), (b, frames * height * width, c)), ctx,
+        ctx_mask).reshape(b, frames, height, width, c)
+    features = self.dense(c, ("embed", "conv_out"), zero=True, name=f"{name}_features")(y)
+    out = self.out_channels * self.space_to_depth ** 2
+    gate = self.dense(out, ("embed", "pixels"), zero=True, name=f"{name}_gate")(emb)
+    prediction = self.dense(out, ("embed", "pixels"), name=f"{name}_out")(y)
+    return features, prediction * gate[:, None, None, None, :]
+
+  def _level_embeddings(self, emb, frames):
+    """The FiLM embedding of each level: (B, D), or (B, T_level, D) with `frame_film`.
+
+    `frame_film` adds a zero-init temporal MLP of [embedding, frame code]: per-frame scales and
+    shifts that depend on the text, so a motion word can act differently on each frame (the
+    text-only FiLM is the same for every frame). A level's frames are the input frames its
+    temporal downsampling keeps (every 2nd per downsampling: the identity-initialised stride-2
+    conv is centred on the even frames).
+    """
+    n = len(self.channels)
+    if not (self.temporal and self.frame_film):
+      return [emb] * n
+    dim = emb.shape[-1]
+    code = layers.sinusoidal_embedding(jnp.arange(frames), self.channels[0]).astype(self.dtype)
+    b = emb.shape[0]
+    z = jnp.concatenate([jnp.broadcast_to(emb[:, None], (b, frames, dim)),
+                         jnp.broadcast_to(code[None], (b, frames, code.shape[-1]))], axis=-1)
+    z = self.dense(dim, ("embed", "mlp"), name=f"{TEMPORAL_PREFIX}film_1")(z)
+    z = self.dense(dim, ("mlp", "embed"), zero=True, name=f"{TEMPORAL_PREFIX}film_2")(nn.silu(z))
+    per_frame = emb[:, None] + z
+    out, stride = [], 1
+    for i in range(n):
+      out.append(per_frame[:, ::stride])
+      if i < n - 1 and self.temporal_downsample[i]:
+        stride *= 2
+    return out
 
   def _pixel_skip(self, x, cond, emb):
     """A full-rank linear path from the input pixels (and cond) to the output tokens.
@@ -230,5 +321,8 @@ def unet_from_config(model_cfg) -> UNet:
       cond_channels=model_cfg.cond_channels, out_channels=model_cfg.out_channels,
       dropout=model_cfg.dropout, norm_groups=model_cfg.norm_groups, remat=model_cfg.remat,
       pixel_skip=model_cfg.get("pixel_skip", False),
+      position_code=model_cfg.get("position_code", False),
+      frame_film=model_cfg.get("frame_film", False),
+      text_layout=model_cfg.get("text_layout", False),
       dtype=jnp.dtype(model_cfg.dtype), param_dtype=jnp.dtype(model_cfg.param_dtype))
 
