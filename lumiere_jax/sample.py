@@ -30,7 +30,7 @@ from lumiere_jax.diffusion import multidiffusion
 from lumiere_jax.diffusion import samplers
 
 TOKENIZER_FILE = "tokenizer.model"
-SAMPLE_KEYS = ("sampler", "num_steps", "guidance", "eta", "clip_x0")
+SAMPLE_KEYS = ("sampler", "num_steps", "guidance", "eta", "clip_x0", "spacing")
 # Files of an exported sampler (see `export_sampler`).
 EXPORT_FILE, PARAMS_FILE, META_FILE = "sampler.jax_export", "params.npz", "meta.json"
 

@@ -98,3 +98,14 @@ def test_bad_t_sampling_raises():
   with pytest.raises(ValueError, match='t_sampling'):
     losses.diffusion_loss(lambda x, *_: x, x0, emb, mask, None, jax.random.PRNGKey(0),
                           _cfg(t_sampling='beta'))
+
+
+def test_t_tail_draws_that_fraction_from_the_noisiest_levels():
+  t = losses.sample_t(jax.random.PRNGKey(0), 20000, _cfg(t_tail_frac=0.5, t_tail_start=0.95))
+  assert float(jnp.min(t)) >= 0.0 and float(jnp.max(t)) <= 1.0
+  # Half from U[0.95, 1] plus 5% of the uniform half: 52.5% of the draws land there.
+  assert abs(float(jnp.mean(t >= 0.95)) - 0.525) < 0.015
+  plain = losses.sample_t(jax.random.PRNGKey(0), 20000, _cfg())
+  assert abs(float(jnp.mean(plain >= 0.95)) - 0.05) < 0.01
+  with pytest.raises(ValueError, match='t_tail_frac'):
+    losses.sample_t(jax.random.PRNGKey(0), 4, _cfg(t_tail_frac=1.5, t_tail_start=0.9))

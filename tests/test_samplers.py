@@ -164,3 +164,16 @@ def test_bad_arguments_raise():
   with pytest.raises(ValueError, match='t_start'):
     samplers.sample(_text_fn(), jax.random.PRNGKey(0), SHAPE, *_text(), diff_cfg,
                     _sample_cfg(), x_init=_video(0), t_start=1.5)
+
+
+def test_logsnr_spacing_is_equal_steps_in_logsnr():
+  diff_cfg = _diff_cfg()
+  ts = samplers.time_grid(1.0, 8, 'logsnr', diff_cfg)
+  assert float(ts[0]) == 1.0 and float(ts[-1]) == 0.0
+  assert np.all(np.diff(np.asarray(ts)) < 0)
+  steps = np.diff(np.asarray(schedules.logsnr(ts, diff_cfg)))
+  np.testing.assert_allclose(steps, steps[0], rtol=1e-2)
+  np.testing.assert_allclose(samplers.time_grid(1.0, 4, 'uniform', diff_cfg),
+                             [1.0, 0.75, 0.5, 0.25, 0.0])
+  with pytest.raises(ValueError, match='sample.spacing'):
+    samplers.time_grid(1.0, 4, 'cosine', diff_cfg)

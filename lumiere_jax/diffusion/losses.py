@@ -27,14 +27,30 @@ def cfg_drop(text_emb, text_mask, rng, p):
 
 
 def sample_t(rng, batch, diff_cfg):
-  """Per-example diffusion times; logit-normal concentrates training on mid noise levels."""
+  """Per-example diffusion times; logit-normal concentrates training on mid noise levels.
+
+  With `t_tail_frac` > 0, that fraction of the examples is drawn uniformly from
+  [t_tail_start, 1] instead: the near-pure-noise levels where only the caption can say where
+  the object is and which way it moves (at lower noise the noisy clip already shows it), which
+  plain uniform sampling visits a few percent of the time.
+  """
+  k_t, k_tail, k_pick = jax.random.split(rng, 3)
   if diff_cfg.t_sampling == 'uniform':
-    return jax.random.uniform(rng, (batch,), jnp.float32)
-  if diff_cfg.t_sampling == 'logit_normal':
-    z = jax.random.normal(rng, (batch,), jnp.float32)
-    return jax.nn.sigmoid(diff_cfg.t_logit_mean + diff_cfg.t_logit_std * z)
-  raise ValueError(f'diffusion.t_sampling must be one of {T_SAMPLINGS}, '
-                   f'got {diff_cfg.t_sampling!r}')
+    t = jax.random.uniform(k_t, (batch,), jnp.float32)
+  elif diff_cfg.t_sampling == 'logit_normal':
+    z = jax.random.normal(k_t, (batch,), jnp.float32)
+    t = jax.nn.sigmoid(diff_cfg.t_logit_mean + diff_cfg.t_logit_std * z)
+  else:
+    raise ValueError(f'diffusion.t_sampling must be one of {T_SAMPLINGS}, '
+                     f'got {diff_cfg.t_sampling!r}')
+  frac, start = float(diff_cfg.get('t_tail_frac', 0.0)), float(diff_cfg.get('t_tail_start', 1.0))
+  if not (0.0 <= frac <= 1.0 and 0.0 <= start <= 1.0):
+    raise ValueError(f'diffusion.t_tail_frac and t_tail_start must be in [0, 1], got {frac} '
+                     f'and {start}')
+  if frac == 0.0:
+    return t
+  tail = jax.random.uniform(k_tail, (batch,), jnp.float32, minval=start, maxval=1.0)
+  return jnp.where(jax.random.bernoulli(k_pick, frac, (batch,)), tail, t)
 
 
 def _loss_weight(lsnr, diff_cfg):

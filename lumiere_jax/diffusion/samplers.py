@@ -5,6 +5,7 @@ over denoise_fn and the configs) and it compiles once per shape.
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from lumiere_jax.diffusion import schedules
 
@@ -30,6 +31,29 @@ def guided_denoise(denoise_fn, guidance):
     return pred_uncond + guidance * (pred_cond - pred_uncond)
 
   return fn
+
+
+SPACINGS = ('uniform', 'logsnr')
+
+
+def time_grid(t_start, num_steps, spacing, diff_cfg):
+  """The num_steps + 1 times from t_start down to 0 that the sampler visits.
+
+  'uniform' is equal steps in t; 'logsnr' equal steps in log-SNR, which spends more steps at
+  the noisiest levels, where the caption decides the layout and the motion of the clip.
+  """
+  if spacing == 'uniform':
+    return jnp.linspace(t_start, 0.0, num_steps + 1, dtype=jnp.float32)
+  if spacing == 'logsnr':
+    # Invert the (monotone) schedule numerically on a fine grid.
+    grid = np.linspace(0.0, 1.0, 4097)
+    with jax.ensure_compile_time_eval():  # Constants of the traced sampler, not traced values.
+      lsnr = np.asarray(schedules.logsnr(grid, diff_cfg), np.float64)
+    targets = np.linspace(np.interp(t_start, grid, lsnr), lsnr[0], num_steps + 1)
+    ts = np.interp(targets, lsnr[::-1], grid[::-1])
+    ts[0], ts[-1] = t_start, 0.0
+    return jnp.asarray(ts, jnp.float32)
+  raise ValueError(f'sample.spacing must be one of {SPACINGS}, got {spacing!r}')
 
 
 def _noise_to(x0, noise, t, diff_cfg):
@@ -88,7 +112,7 @@ def sample(denoise_fn, rng, shape, text_emb, text_mask, diff_cfg, sample_cfg, co
     x = paste_known(x, _noise_to(known[0], schedules.noise(known_rng, shape), t_start,
                                  diff_cfg))
   fn = guided_denoise(denoise_fn, sample_cfg.guidance)
-  ts = jnp.linspace(t_start, 0.0, num_steps + 1, dtype=jnp.float32)
+  ts = time_grid(t_start, num_steps, sample_cfg.get('spacing', 'uniform'), diff_cfg)
 
   def step(carry, inputs):
     x, _ = carry
