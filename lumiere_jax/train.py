@@ -35,6 +35,8 @@ from lumiere_jax.data import tokenizer as tokenizer_lib
 from lumiere_jax.diffusion import conditioning
 from lumiere_jax.diffusion import losses
 from lumiere_jax.evaluate import alignment
+from lumiere_jax.evaluate import classifier as classifier_lib
+from lumiere_jax.evaluate import i2v as i2v_lib
 from lumiere_jax.models import inflate as inflate_lib
 from lumiere_jax.models import model as model_lib
 
@@ -344,7 +346,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary = dict(num_params=num_params, start_step=start_step, workdir=workdir)
   if start_step >= total:
     logging.info("Already trained to step %d >= train.steps=%d", start_step, total)
-    _sample_at_end(config, workdir, state, model, tokenizer, start_step, writer)
+    _sample_at_end(config, workdir, state, model, tokenizer, builder, start_step, writer)
     writer.close()
     return summary
 
@@ -410,13 +412,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   progress.close()
   mngr.wait_until_finished()
   summary.update(end_step=step, train_seconds=time.monotonic() - t0)
-  _sample_at_end(config, workdir, state, model, tokenizer, step, writer)
+  _sample_at_end(config, workdir, state, model, tokenizer, builder, step, writer)
   writer.close()
   return summary
 
 
-def _sample_at_end(config, workdir, state, model, tokenizer, step, writer):
-  """Writes sample videos for the config's prompts and scores text alignment on a prompt grid."""
+def _sample_at_end(config, workdir, state, model, tokenizer, builder, step, writer):
+  """Writes sample videos for the config's prompts and scores text alignment on held-out
+  test-split prompts."""
   if not config.train.sample_at_end:
     return
   params = state.ema_params if config.sample.use_ema else state.params
@@ -427,9 +430,37 @@ def _sample_at_end(config, workdir, state, model, tokenizer, step, writer):
                                     config.data.fps)
   writer.image(step, "samples", np.asarray(Image.open(os.path.join(out_dir, "grid.png"))))
   if config.data.name == "synthetic_clips" and config.train.eval_prompts:
-    grid = alignment.grid_prompts(config.train.eval_prompts)
-    scores = alignment.alignment_scores(sampler(grid, seed=config.sample.seed + 1), grid)
-    scores = {f"eval/{k}": v for k, v in scores.items() if k != "rows"}
-    writer.scalars(step, scores)
-    logging.info("Text alignment of %d samples at step %d: %s", len(grid), step,
-                 ", ".join(f"{k[5:]} {v:.2f}" for k, v in scores.items()))
+    for name, scores in heldout_alignment(sampler, builder, config).items():
+      writer.scalars(step, {f"eval/{name}/{k}": v for k, v in scores.items()})
+      print(f"[eval] {EVAL_SETS[name]}, step {step}: {format_alignment(scores)}", flush=True)
+
+
+# The prompt sets of `heldout_alignment`, as the end-of-training lines name them.
+EVAL_SETS = {"t2v": "text-to-video, held-out test prompts",
+             "i2v_own": "image-to-video, test clips' first frames and own captions",
+             "i2v_changed": "image-to-video, same first frames, perpendicular direction"}
+
+
+def heldout_alignment(sampler, builder, config) -> dict:
+  """Text alignment on the test split (held-out color-shape-direction triples):
+  `train.eval_prompts` clips, each sampled with `train.eval_seeds` seeds.
+
+  Returns {set name: scores}: text-to-video from the captions, and for a conditional model
+  also image-to-video from each clip's first frame, with its own and with a perpendicular
+  direction (`i2v.i2v_alignment`).
+  """
+  videos, _, prompts = classifier_lib.read_split(builder, "test", (), config.train.eval_prompts)
+  seeds = [config.sample.seed + 1 + i for i in range(config.train.eval_seeds)]
+  samples = np.concatenate([sampler(prompts, seed=seed) for seed in seeds])
+  scores = alignment.alignment_scores(samples, prompts * len(seeds))
+  out = {"t2v": {k: v for k, v in scores.items() if k != "rows"}}
+  if sampler.cond_channels == 4:
+    out.update({f"i2v_{k}": v for k, v in
+                i2v_lib.i2v_alignment(sampler, videos, prompts, seeds).items()})
+  return out
+
+
+def format_alignment(scores: dict) -> str:
+  return (f"color {scores['color_acc']:.2f}, shape {scores['shape_acc']:.2f}, direction "
+          f"{scores['direction_acc']:.2f}, all {scores['all_acc']:.2f}, background error "
+          f"{scores['background_error']:.1f}/255 over {scores['num_samples']} samples")

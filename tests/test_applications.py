@@ -16,6 +16,9 @@ from lumiere_jax import checkpoint as ckpt_lib
 from lumiere_jax import modeling
 from lumiere_jax import sample
 from lumiere_jax import video_io
+from lumiere_jax.data import datasets
+from lumiere_jax.evaluate import classifier as classifier_lib
+from lumiere_jax.evaluate import i2v
 from lumiere_jax.models import inflate
 from lumiere_jax.models import unet as unet_lib
 
@@ -242,3 +245,23 @@ def test_cli_image_to_video(cond_run, trained, tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert proc.stdout.strip() == f"Videos: {tmp_path / 'out'}"
   assert os.path.exists(tmp_path / "out" / "a_red_square.mp4")
+
+
+def test_i2v_alignment_animates_each_first_frame_and_turns_directions(cond, t2v):
+  builder = datasets.build_dataset(cond.config.data)
+  videos, _, captions = classifier_lib.read_split(builder, "test", (), 3)
+  scores = i2v.i2v_alignment(cond, videos, captions, seeds=(0, 1))
+  assert scores["own"]["num_samples"] == 6
+  assert 0 < scores["changed"]["num_samples"] <= 6 and scores["changed"]["num_samples"] % 2 == 0
+  with pytest.raises(ValueError, match="conditional model"):
+    i2v.i2v_alignment(t2v, videos, captions)
+
+
+def test_perpendicular_caption_points_where_there_is_room():
+  frame = np.zeros((32, 32, 3), np.uint8)
+  frame[2:10, 12:20] = (255, 0, 0)  # Near the top: room below.
+  assert i2v.perpendicular_caption("a red square moves left", frame) == "a red square moves down"
+  frame = np.zeros((32, 32, 3), np.uint8)
+  frame[12:20, 22:30] = (255, 0, 0)  # At the right edge: room to the left.
+  assert i2v.perpendicular_caption("a red square moves up", frame) == "a red square moves left"
+  assert i2v.perpendicular_caption("a red square moves up", np.zeros_like(frame)) is None

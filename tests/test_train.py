@@ -23,8 +23,8 @@ def test_train_writes_checkpoints_metrics_and_samples(trained):
   train_rows = [r for r in rows if "loss" in r]
   assert [r["step"] for r in train_rows] == [2, 4]
   assert all(np.isfinite(r["loss"]) and r["step_time"] > 0 for r in train_rows)
-  alignment = [r for r in rows if "eval/color_acc" in r]
-  assert len(alignment) == 1 and 0.0 <= alignment[0]["eval/color_acc"] <= 1.0
+  alignment = [r for r in rows if "eval/t2v/color_acc" in r]
+  assert len(alignment) == 1 and 0.0 <= alignment[0]["eval/t2v/color_acc"] <= 1.0
   out = workdir / "samples" / "4"
   names = sorted(os.listdir(out))
   assert "grid.png" in names and "prompts.txt" in names
@@ -32,6 +32,19 @@ def test_train_writes_checkpoints_metrics_and_samples(trained):
   assert len([n for n in names if n.endswith(".gif")]) == len(config.sample.prompts)
   assert os.path.exists(workdir / "tensorboard")
   assert os.path.exists(workdir / train.TOKENIZER_FILE)
+
+
+def test_text_encoder_params_train(trained):
+  """The text pathway learns: every text-encoder leaf moves between the two checkpoints."""
+  config, workdir, _ = trained
+  steps = (2, 4)
+  trees = [flax.traverse_util.flatten_dict(
+      sample.load_params(str(workdir), config, step, use_ema=False)[1]) for step in steps]
+  text = [p for p in trees[0] if p[0] == "text_encoder"]
+  assert len(text) > 4
+  for path in text:
+    assert not np.array_equal(np.asarray(trees[0][path]), np.asarray(trees[1][path])), (
+        "/".join(path) + f" did not change from step {steps[0]} to {steps[1]}")
 
 
 def test_rerun_resumes_from_checkpoint(trained, tmp_path):
