@@ -39,6 +39,10 @@ def get_config(arg: str = ""):
   c = _tiny_config("test" if variant == "test" else "")
   c.variant = f"ssr_{variant}"
   c.model.cond_channels = 3
+  # The low-resolution video already fixes layout and motion: tiny.py's motion modules are off
+  # and noise levels uniform (its tail is for what only the caption can say).
+  c.model.update(position_code=False, frame_film=False, text_layout=False)
+  c.diffusion.t_tail_frac = 0.0
   c.ssr = ml_collections.ConfigDict(dict(
       factor=2,            # Low-res side = data.resolution / factor.
       window=4,            # MultiDiffusion window (frames); 0 = whole video in one pass.
