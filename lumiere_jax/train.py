@@ -430,7 +430,12 @@ def _sample_at_end(config, workdir, state, model, tokenizer, builder, step, writ
                                     config.data.fps)
   writer.image(step, "samples", np.asarray(Image.open(os.path.join(out_dir, "grid.png"))))
   if config.data.name == "synthetic_clips" and config.train.eval_prompts:
-    for name, scores in heldout_alignment(sampler, builder, config).items():
+    scored, (videos, prompts) = heldout_alignment(sampler, builder, config)
+    # The first held-out samples as files and a grid, next to the config prompts' ones.
+    sample_lib.write_videos(videos[:8], prompts[:8],
+                            os.path.join(workdir, "samples", str(step), "heldout"),
+                            config.data.fps)
+    for name, scores in scored.items():
       writer.scalars(step, {f"eval/{name}/{k}": v for k, v in scores.items()})
       print(f"[eval] {EVAL_SETS[name]}, step {step}: {format_alignment(scores)}", flush=True)
 
@@ -445,9 +450,9 @@ def heldout_alignment(sampler, builder, config) -> dict:
   """Text alignment on the test split (held-out color-shape-direction triples):
   `train.eval_prompts` clips, each sampled with `train.eval_seeds` seeds.
 
-  Returns {set name: scores}: text-to-video from the captions, and for a conditional model
-  also image-to-video from each clip's first frame, with its own and with a perpendicular
-  direction (`i2v.i2v_alignment`).
+  Returns ({set name: scores}, (text-to-video samples, their prompts)): text-to-video from the
+  captions, and for a conditional model also image-to-video from each clip's first frame, with
+  its own and with a perpendicular direction (`i2v.i2v_alignment`).
   """
   videos, _, prompts = classifier_lib.read_split(builder, "test", (), config.train.eval_prompts)
   seeds = [config.sample.seed + 1 + i for i in range(config.train.eval_seeds)]
@@ -457,7 +462,7 @@ def heldout_alignment(sampler, builder, config) -> dict:
   if sampler.cond_channels == 4:
     out.update({f"i2v_{k}": v for k, v in
                 i2v_lib.i2v_alignment(sampler, videos, prompts, seeds).items()})
-  return out
+  return out, (samples, prompts * len(seeds))
 
 
 def format_alignment(scores: dict) -> str:

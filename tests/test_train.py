@@ -28,6 +28,8 @@ def test_train_writes_checkpoints_metrics_and_samples(trained):
   out = workdir / "samples" / "4"
   names = sorted(os.listdir(out))
   assert "grid.png" in names and "prompts.txt" in names
+  heldout = sorted(os.listdir(out / "heldout"))
+  assert "grid.png" in heldout and len([n for n in heldout if n.endswith(".mp4")]) == 8
   assert len([n for n in names if n.endswith(".mp4")]) == len(config.sample.prompts)
   assert len([n for n in names if n.endswith(".gif")]) == len(config.sample.prompts)
   assert os.path.exists(workdir / "tensorboard")
