@@ -121,6 +121,9 @@ def _batches(config, n):
 def test_sharded_step_equals_single_device_step():
   """data=4 x fsdp=2 on 8 devices vs. one device: same loss and params to float32 rounding."""
   config = _config()
+  # Adam scales a rounding difference in a near-zero gradient up to an update difference
+  # proportional to lr; RTOL/atol were set at lr 1e-3 (tiny.py now trains at 2e-3).
+  config.train.lr = 1e-3
   config.mesh.shape = (4, 2)
   mesh8 = sharding_lib.create_mesh(config.mesh)
   state8, step8 = _state(config, mesh8)

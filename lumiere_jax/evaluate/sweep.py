@@ -156,7 +156,7 @@ class _Evaluator:
     out = {}
     if self.synthetic:
       scores = alignment.alignment_scores(videos, prompts)
-      out.update({k: v for k, v in scores.items() if k != "rows"})
+      out.update({k: v for k, v in scores.items() if k not in ("rows", "num_samples")})
       out.update(alignment.temporal_consistency(videos))
     if self.classifier is not None:
       predicted = self.classifier.predict(videos)
