@@ -446,7 +446,7 @@ EVAL_SETS = {"t2v": "text-to-video, held-out test prompts",
              "i2v_changed": "image-to-video, same first frames, perpendicular direction"}
 
 
-def heldout_alignment(sampler, builder, config) -> dict:
+def heldout_alignment(sampler, builder, config) -> tuple[dict, tuple[np.ndarray, list]]:
   """Text alignment on the test split (held-out color-shape-direction triples):
   `train.eval_prompts` clips, each sampled with `train.eval_seeds` seeds.
 

@@ -22,6 +22,11 @@ def parse_prompt(prompt):
   return {attr: next((w for w in words if w in vocab), None) for attr, vocab in VOCAB.items()}
 
 
+def replace_word(text, old, new):
+  """`text` with the first whole-word `old` replaced by `new`."""
+  return re.sub(rf"\b{re.escape(old)}\b", new, text, count=1)
+
+
 def _rate(flags):
   return float(np.mean(flags)) if flags else float("nan")
 

@@ -8,8 +8,6 @@ Two prompt sets per clip of a split:
            edge opposite to where it goes).
 Both are scored by the analytic detector (`alignment.alignment_scores`).
 """
-import re
-
 import numpy as np
 
 from lumiere_jax.diffusion import conditioning
@@ -35,7 +33,7 @@ def perpendicular_caption(caption: str, first_frame: np.ndarray, min_room: float
   best = max(_PERPENDICULAR[direction], key=room.get)
   if room[best] < min_room * size:
     return None
-  return re.sub(rf"\b{direction}\b", best, caption, count=1)
+  return alignment.replace_word(caption, direction, best)
 
 
 def i2v_alignment(sampler, videos: np.ndarray, captions, seeds=(0,)) -> dict:
@@ -71,5 +69,3 @@ def i2v_alignment(sampler, videos: np.ndarray, captions, seeds=(0,)) -> dict:
     scores = alignment.alignment_scores(samples, prompts * len(seeds))
     out[name] = {k: v for k, v in scores.items() if k != "rows"}
   return out
-
-

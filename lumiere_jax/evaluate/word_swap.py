@@ -6,8 +6,6 @@ its kind. A model that uses the word has a clearly lower loss with the true word
 levels where the word decides the content (for a direction: where the object is in each frame);
 a gap near zero at every level means the word is ignored.
 """
-import re
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,7 +22,7 @@ def swap_word(caption: str, attribute: str, rng: np.random.Generator) -> str:
     raise ValueError(f"Caption {caption!r} names no {attribute} (one of {vocab}).")
   other = [w for w in vocab if w != word]
   new = other[rng.integers(len(other))]
-  return re.sub(rf"\b{word}\b", new, caption, count=1)
+  return alignment.replace_word(caption, word, new)
 
 
 def loss_gap(model, params, tokenizer, config, videos, captions, attribute="direction",
