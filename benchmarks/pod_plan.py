@@ -11,6 +11,7 @@ published chip figures, and the largest per-chip batch that compiles (the TPU co
 rejects programs that do not fit in HBM, so "fits" means "compiled").
 """
 import dataclasses
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -109,6 +110,35 @@ def load_config(name: str, arg: str) -> ml_collections.ConfigDict:
   return module.get_config(arg)
 
 
+def required_libtpu() -> str:
+  """The libtpu release that `jax[tpu]` pins for the installed jax, e.g. "0.0.42.*"."""
+  for requirement in importlib.metadata.requires("jax") or ():
+    m = re.fullmatch(r'libtpu\s*==\s*([0-9.*]+)\s*;\s*extra\s*==\s*"tpu"', requirement)
+    if m:
+      return m.group(1)
+  raise ValueError(f"jax {jax.__version__} does not pin libtpu in its tpu extra")
+
+
+def libtpu_matches(version: str, pin: str) -> bool:
+  """Whether `version` satisfies `==pin` ("0.0.42.*" matches "0.0.42" and "0.0.42.1")."""
+  if pin.endswith(".*"):
+    return version == pin[:-2] or version.startswith(pin[:-1])
+  return version == pin
+
+
+def installed_libtpu() -> str:
+  """The installed libtpu's version; a one-line error if it is not the one jax[tpu] pins (the
+  plan must describe the compiler that `pip install -e .[tpu]` gives)."""
+  try:
+    version = importlib.metadata.version("libtpu")
+  except importlib.metadata.PackageNotFoundError:
+    sys.exit("error: libtpu is not installed: pip install -e .[tpu] -c constraints.txt")
+  if not libtpu_matches(version, required_libtpu()):
+    sys.exit(f"error: libtpu {version} is installed but jax[tpu]=={jax.__version__} pins "
+             f"libtpu=={required_libtpu()}: pip install -e .[tpu] -c constraints.txt")
+  return version
+
+
 class NotOneDevicePerChip(ValueError):
   """libtpu describes the topology with a device count the per-chip model cannot use."""
 
@@ -118,7 +148,7 @@ def topology_devices(chip: str, num_chips: int):
   name = f"{CHIPS[chip].prefix}:{shapes[num_chips]}"
   devices = topologies.get_topology_desc(platform="tpu", topology_name=name).devices
   if len(devices) != num_chips:
-    # libtpu 0.0.52 gives v4 one device per TensorCore (128 for 4x4x4), not per megacore chip.
+    # libtpu gives v4 one device per TensorCore (128 for 4x4x4), not per megacore chip.
     raise NotOneDevicePerChip(f"libtpu describes {name} ({num_chips} chips) with "
                               f"{len(devices)} devices; the plan needs one per chip")
   return name, devices
@@ -610,12 +640,17 @@ def ssr_rows(log, results: dict, save, chips: int = 256) -> None:
 
 def main(argv):
   del argv
-  import libtpu  # pylint: disable=g-import-not-at-top,unused-import
-  libtpu_version = getattr(libtpu, "__version__", "?")
-  results = dict(train={}, sample=[], ssr=[], rows=[], ssr_note="not compiled yet")
+  libtpu_version = installed_libtpu()
+  results = dict(train={}, sample=[], ssr=[], rows=[], ssr_note="not compiled yet",
+                 libtpu=libtpu_version)
   if _RESUME.value and os.path.exists(_OUT_JSON.value):
     with open(_OUT_JSON.value, encoding="utf-8") as f:
-      results.update(json.load(f)["raw"])
+      earlier = json.load(f)["raw"]
+    if earlier.get("libtpu") == libtpu_version:
+      results.update(earlier)
+    else:  # Another compiler's rows would be mixed into this one's table.
+      print(f"not resuming {_OUT_JSON.value}: its rows come from libtpu "
+            f"{earlier.get('libtpu', 'unknown')}, this is {libtpu_version}", flush=True)
 
   def log(row):
     mem = row["memory"]["peak"] / GIB if "memory" in row else float("nan")
@@ -641,7 +676,8 @@ def main(argv):
         "- Chip figures (bf16 peak, HBM, HBM bandwidth) are the Cloud TPU documentation's: "
         + ", ".join(f"{c} {v.peak_flops / 1e12:.0f} TFLOP/s / {v.hbm_bytes / GIB:.0f} GiB / "
                     f"{v.hbm_bw / 1e9:.0f} GB/s" for c, v in CHIPS.items()) + ".",
-        "- v5p is a megacore chip: one JAX device per chip (2 TensorCores). libtpu 0.0.52 "
+        "- v5p is a megacore chip: one JAX device per chip (2 TensorCores). libtpu "
+        f"{libtpu_version} "
         "describes v4 slices with one device per TensorCore instead, which the per-chip model "
         "here does not use, so v4 rows are listed as not compiled.",
         "- The batch is sharded over all chips (over the K-chip groups for `+framesK` / "

@@ -1,7 +1,9 @@
 # Sourced by the launch scripts: picks the active venv, or creates ./.venv, and installs the
-# project into it (quietly; pip skips what is already installed).
-# Usage: [VENV_EXTRAS=test] source launch/_venv.sh; sets $PY. Extras come from the environment,
-# not from an argument: a `source` without arguments sees the calling script's own arguments.
+# project into it with the CPU build of JAX and the versions of constraints.txt (quietly; pip
+# skips what is already installed).
+# Usage: [VENV_EXTRAS=test,tpu] source launch/_venv.sh; sets $PY. Extras come from the
+# environment, not from an argument: a `source` without arguments sees the calling script's own
+# arguments. `tpu` adds libtpu, the TPU compiler the AOT compile test and the pod planner use.
 if [[ -n "${VIRTUAL_ENV:-}" ]]; then
   PY="${VIRTUAL_ENV}/bin/python"
 else
@@ -11,13 +13,12 @@ else
   fi
   PY=.venv/bin/python
 fi
-_extras="${VENV_EXTRAS:-}"
-_target="."
-[[ -n "${_extras}" ]] && _target=".[${_extras}]"
-_stamp=".venv-installed${_extras:+-${_extras}}"
-if [[ ! -f "${_stamp}" || setup.py -nt "${_stamp}" ]] || ! "${PY}" -c "import lumiere_jax" 2>/dev/null; then
-  echo "[setup] installing lumiere_jax${_extras:+[${_extras}]} into $(dirname "$(dirname "${PY}")")" >&2
-  "${PY}" -m pip install -q --disable-pip-version-check -e "${_target}" >&2
+_extras="cpu${VENV_EXTRAS:+,${VENV_EXTRAS}}"
+_stamp=".venv-installed-${_extras//,/-}"
+if [[ ! -f "${_stamp}" || setup.py -nt "${_stamp}" || constraints.txt -nt "${_stamp}" ]] \
+    || ! "${PY}" -c "import lumiere_jax" 2>/dev/null; then
+  echo "[setup] installing lumiere_jax[${_extras}] into $(dirname "$(dirname "${PY}")")" >&2
+  "${PY}" -m pip install -q --disable-pip-version-check -e ".[${_extras}]" -c constraints.txt >&2
   touch "${_stamp}"
 fi
 export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"

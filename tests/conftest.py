@@ -8,6 +8,7 @@ if "xla_force_host_platform_device_count" not in _flags:
 
 import importlib.util
 import pathlib
+import re
 
 import pytest
 
@@ -21,6 +22,22 @@ def load_experiment(name: str, arg: str = ""):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)
+
+
+def normalize_distribution(name: str) -> str:
+  """PEP 503 form of a distribution name ("ml_collections" and "ML-Collections" are one)."""
+  return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def pinned_versions() -> dict:
+  """constraints.txt as {normalized distribution name: pinned version}."""
+  pins = {}
+  for line in (REPO / "constraints.txt").read_text().splitlines():
+    line = line.split("#")[0].strip()
+    if line:
+      name, version = line.split("==")
+      pins[normalize_distribution(name)] = version
+  return pins
 
 
 def small_data_cfg(**overrides):

@@ -9,7 +9,7 @@ import sys
 import jax
 import pytest
 
-from conftest import load_experiment
+from conftest import load_experiment, pinned_versions
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "benchmarks"))
@@ -125,3 +125,13 @@ def test_summary_mfu_uses_model_flops_and_oom_rows_show_the_need():
   assert "334.1 GiB" in verdicts["v6e/256"]
   del results["model_flops_per_clip"]
   assert pod_plan.summarize(results)[0]["mfu"] is None  # Not known: not made up.
+
+
+def test_planner_libtpu_is_the_one_jax_tpu_pins():
+  pin = pod_plan.required_libtpu()
+  assert pod_plan.libtpu_matches(pinned_versions()["libtpu"], pin)
+  assert pod_plan.libtpu_matches("0.0.42", "0.0.42.*")
+  assert pod_plan.libtpu_matches("0.0.42.1", "0.0.42.*")
+  assert not pod_plan.libtpu_matches("0.0.420", "0.0.42.*")
+  assert not pod_plan.libtpu_matches("0.0.52", "0.0.42.*")
+  assert not pod_plan.libtpu_matches("0.0.42.1", "0.0.42")

@@ -1,44 +1,56 @@
-"""The tiny train step compiles for a real TPU topology (libtpu's compiler, no TPU needed).
+"""The tiny config's train step and sampler compile for a real TPU topology (libtpu, no TPU).
 
-CI installs only `.[test]`, so this is skipped there; with `.[tpu]` it guards the pod planner
-(`benchmarks/pod_plan.py`) against sharding or lowering regressions.
+They go through the pod planner's own compile functions (`benchmarks/pod_plan.py`), so a
+sharding or lowering regression fails here before it reaches a pod or a planner sweep. The
+`tpu` extra installs libtpu; without it the tests are skipped, except in CI (`CI` set), where
+`.ci/run` installs it and a missing libtpu is a failure.
 """
 import importlib.util
 import os
+import sys
 
-import jax
 import pytest
 
-from conftest import load_experiment
-from lumiere_jax import modeling
-from lumiere_jax import sharding as sharding_lib
-from lumiere_jax import train
+from conftest import REPO, load_experiment, pinned_versions
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("libtpu") is None,
-                                reason="libtpu is not installed (pip install -e .[tpu])")
+sys.path.insert(0, str(REPO / "benchmarks"))
+import pod_plan  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+V5E_HBM = 16 * 2**30
+
+if importlib.util.find_spec("libtpu") is None:
+  if os.environ.get("CI"):
+    raise RuntimeError("CI must run the TPU compile tests: libtpu is not installed "
+                       "(.ci/run installs the tpu extra)")
+  pytest.skip("libtpu is not installed (pip install -e .[tpu])", allow_module_level=True)
 
 
-def test_tiny_train_step_compiles_for_v5e_2x2():
-  # Compiling only: another process (e.g. the pod planner) may hold libtpu's lockfile.
-  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+@pytest.fixture(scope="module")
+def v5e_2x2():
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
   devices = topologies.get_topology_desc(platform="tpu", topology_name="v5e:2x2").devices
   assert len(devices) == 4
+  return devices
+
+
+def tiny_config():
   config = load_experiment("tiny", "test")
   config.mesh.shape = (2, 2)  # Data x FSDP: params and optimizer moments sharded over 2 chips.
-  mesh = sharding_lib.create_mesh(config.mesh, devices)
-  model = modeling.build(config, config.data.vocab_size)
-  _, abstract_state, state_sh, (tx, schedule) = train.create_train_state(model, config, mesh)
-  batch_sh = sharding_lib.batch_sharding(mesh, config.mesh)
-  x, _, tokens, mask, _ = modeling.dummy_inputs(config, config.train.batch_size)
-  batch = {k: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=batch_sh)
-           for k, a in dict(video=x, tokens=tokens, text_mask=mask).items()}
-  step = jax.jit(train.make_train_step(model, tx, schedule, config, mesh),
-                 in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, None),
-                 donate_argnums=(0,))
-  compiled = step.lower(abstract_state, batch).compile()
-  memory = compiled.memory_analysis()
-  assert 0 < memory.temp_size_in_bytes < 16 * 2**30  # Fits a v5e chip's HBM.
-  cost = compiled.cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  assert cost["flops"] > 0
+  return config
+
+
+def test_tiny_train_step_compiles_for_v5e_2x2(v5e_2x2):
+  row = pod_plan.compile_train(tiny_config(), v5e_2x2)
+  assert 0 < row["memory"]["temporaries"] < V5E_HBM  # Fits a v5e chip's HBM.
+  assert row["flops"] > 0
+  assert row["params"] > 0
+
+
+def test_tiny_sampler_compiles_for_v5e_2x2(v5e_2x2):
+  row = pod_plan.compile_sample_step(tiny_config(), v5e_2x2)
+  assert 0 < row["memory"]["peak"] < V5E_HBM
+  assert row["flops"] > 0
+
+
+def test_installed_libtpu_is_the_pinned_one():
+  assert pod_plan.installed_libtpu() == pinned_versions()["libtpu"]
