@@ -2,7 +2,7 @@ r"""CPU efficiency of the train step and the sampler, relative to this machine's
 
   python benchmarks/cpu.py [--out=benchmarks/results/cpu.json] [--configs=tiny,mid]
 
-Machines differ (DESIGN.md section 4), so the float32 matmul peak is measured in the same run and
+Machines differ (docs/benchmarks.md), so the float32 matmul peak is measured in the same run and
 every step rate is reported as a fraction of it. FLOPs per step come from XLA's own count
 (`compiled.cost_analysis()`), not from a hand formula.
 """

@@ -1,6 +1,6 @@
 r"""Input-pipeline throughput vs. what training consumes, plus a video_folder build.
 
-  /work/venv/bin/python benchmarks/data_pipeline.py [--train_clips_per_s=40]
+  python benchmarks/data_pipeline.py [--train_clips_per_s=40]
 
 Measures clips/s of the grain pipeline (read, zlib-decode, float conversion, tokenize, batch)
 on synthetic datasets at the tiny shape (8x32x32) and a base shape (80x128x128), with

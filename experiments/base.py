@@ -59,7 +59,7 @@ def _paper(c: ml_collections.ConfigDict) -> None:
   # both axes. `pod_plan.py` sets mesh.shape per topology.
   c.mesh.update(shape=(1, -1))
   # Replicate params at the start of the step: without it the partitioner kept conv weights
-  # sharded and gathered activations instead (64-chip probe: 0.44 -> 0.32 GiB temporaries).
+  # sharded and gathered the (larger) activations instead (docs/benchmarks.md).
   c.mesh.gather_params = True
 
 

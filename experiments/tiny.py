@@ -10,11 +10,11 @@ Variants (`--config=experiments/tiny.py:VARIANT`):
           a text-to-video checkpoint (`config.init_from`).
   test    the smallest shapes, for unit tests and CI.
 
-Design notes (measured on 2 cores, docs/benchmarks.md): space-to-depth at the input, 8 frames at
-32x32, channels 32/64, cross-attention to the text + FiLM, batch 16, are what learns fast on a
-CPU. Space-to-depth is 4 (32x32x3 -> 8x8x48 tokens); a token is wider than the first level's 32
-channels, so `model.pixel_skip` (a gated identity path from the input pixels to the output) keeps
-per-pixel noise predictable.
+Space-to-depth at the input, 8 frames at 32x32, channels 32/64, cross-attention to the text +
+FiLM and batch 16 are what learns fast on a CPU (the probes that chose them: docs/benchmarks.md,
+"Measurements behind the design"). Space-to-depth is 4 (32x32x3 -> 8x8x48 tokens); a token is
+wider than the first level's 32 channels, so `model.pixel_skip` (a gated identity path from the
+input pixels to the output) keeps per-pixel noise predictable.
 
 Motion that follows the prompt needs two things (docs/motion.md has the evidence):
   * training at the noise levels where the caption alone decides where the object is: at lower
@@ -24,9 +24,8 @@ Motion that follows the prompt needs two things (docs/motion.md has the evidence
   * a direct path from (word, frame, position) to the prediction (`model.text_layout`: learned
     per-position queries attending to the caption), plus frame- and position-aware conditioning
     (`model.frame_film`, `model.position_code`).
-Without the tail, held-out direction accuracy stayed at or below chance (0.12-0.19) with or
-without these modules; with the tail and the modules, 1100 steps gave 0.98 (whether text_layout
-alone is needed with the tail was not isolated).
+Without the tail, held-out direction accuracy stayed at chance with or without these modules;
+with both it learned (whether text_layout alone is needed with the tail was not isolated).
 """
 import ml_collections
 

@@ -44,9 +44,8 @@ def under_rules(fn: Callable[..., Any], mesh: Mesh, mesh_cfg) -> Callable[..., A
   """`fn`, traced with `mesh` and the config's logical axis rules in scope.
 
   The layers' `nn.with_logical_constraint` calls are no-ops without both, and XLA then picks
-  activation shardings itself: a 64-chip TPU compile of a base-shaped STUNet gathered all 64
-  clips of the global batch onto every chip for the temporal convs (bf16[64*32*32, 16, C] in
-  its buffer assignment); with the rules in scope its temporaries fell from 0.69 to 0.44 GiB.
+  activation shardings itself, which can gather the whole global batch onto every chip
+  (docs/benchmarks.md, "Measurements behind the design").
   """
 
   @functools.wraps(fn)

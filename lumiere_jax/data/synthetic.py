@@ -1,7 +1,7 @@
 """TFDS builder for procedural captioned clips (see render.py), stored as array_record.
 
 Works without TensorFlow: videos are zlib-compressed uint8 `Tensor` features (`Video` needs TF
-and was ~8x slower), read back with `builder.as_data_source` for grain.
+and is slower, docs/benchmarks.md), read back with `builder.as_data_source` for grain.
 """
 import functools
 import os

@@ -26,9 +26,8 @@ def multidiffusion(denoise_fn, num_frames, window, overlap):
 
   All windows go through denoise_fn as one batched call, batch-major: the K windows of video b
   are rows b*K .. b*K+K-1, so a batch sharded over devices stays sharded (window-major rows
-  would put every video's windows on every device: a v5e pod compile of the SSR step then needed
-  11 TiB per chip). cond, if given, must be per-frame (B, T, ...) and is windowed like x_t; text
-  and t are repeated.
+  would put every video's windows on every device). cond, if given, must be per-frame
+  (B, T, ...) and is windowed like x_t; text and t are repeated.
   """
   starts = window_starts(num_frames, window, overlap)
   num_windows = len(starts)

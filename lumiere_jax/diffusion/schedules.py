@@ -104,11 +104,9 @@ def target(x0, eps, alpha, sigma, prediction):
 def noise(rng, shape, dtype=jnp.float32):
   """Standard normal noise of any shape, drawn per example (one key per row of dim 0).
 
-  Per example, so a batch sharded over devices draws its noise where it lives: one draw over
-  a whole global batch of 256 SSR clips (16x1024x1024x3 each, > 2**32 values) made the v5e
-  pod compile materialize every value's counter on every chip (48 GiB buffers). Each example
-  is drawn flat and reshaped: drawing rank >= 4 shapes directly took 2-4 s to compile on CPU
-  here (jax 0.10.2) vs. 0.4 s flat.
+  Per example, so a batch sharded over devices draws its noise where it lives instead of
+  materializing one global draw on every chip; drawn flat and reshaped, which compiles faster
+  than a rank >= 4 draw (docs/benchmarks.md, "Measurements behind the design").
   """
   shape = tuple(shape)
   if len(shape) < 2:

@@ -1,7 +1,7 @@
 """Building blocks of the space-time U-Net.
 
-Spatial ops run on `(B*T, H, W, C)` and temporal ops on `(B*H*W, T, C)`: factorized convolutions as
-reshapes ran a small STUNet step ~2x faster than 3D kernels on CPU (DESIGN.md section 4).
+Spatial ops run on `(B*T, H, W, C)` and temporal ops on `(B*H*W, T, C)`: factorized convolutions
+as reshapes, which run faster than 3D kernels (docs/benchmarks.md).
 Every temporal block leaves its input unchanged at init (zero-init output or identity kernel), so
 an inflated STUNet starts equal to the T2I U-Net applied per frame.
 """
