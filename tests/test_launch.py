@@ -70,7 +70,8 @@ class Sandbox:
     self.log.write_text("")
     env = dict(os.environ, PATH=f"{self.bin}:{os.environ['PATH']}", STAND_IN_LOG=str(self.log),
                STAND_IN_WORKER=str(self.worker), VIRTUAL_ENV=str(self.venv), **env)
-    env.pop("JAX_PLATFORMS", None)
+    for name in ("JAX_PLATFORMS", "VENV_EXTRAS"):  # As a user's shell has them: unset.
+      env.pop(name, None)
     proc = subprocess.run(["bash", str(self.repo / "launch" / script), *args], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
     calls = [json.loads(line) for line in self.log.read_text().splitlines()]
