@@ -109,3 +109,16 @@ def test_t_tail_draws_that_fraction_from_the_noisiest_levels():
   assert abs(float(jnp.mean(plain >= 0.95)) - 0.05) < 0.01
   with pytest.raises(ValueError, match='t_tail_frac'):
     losses.sample_t(jax.random.PRNGKey(0), 4, _cfg(t_tail_frac=1.5, t_tail_start=0.9))
+
+
+@pytest.mark.parametrize('prediction,per_x0_error', [('v', lambda snr: snr + 1.0),
+                                                     ('x0', lambda snr: 1.0)])
+def test_v_capped_weight_is_the_v_loss_capped_at_one_plus_gamma(prediction, per_x0_error):
+  cfg = _cfg(prediction=prediction, loss_weighting='v_capped', min_snr_gamma=5.0)
+  lsnr = jnp.asarray([-15.0, -2.0, 0.0, np.log(5.0), 3.0, 15.0])
+  snr = np.exp(np.asarray(lsnr, np.float64))
+  want = (1.0 + np.minimum(snr, 5.0)) / per_x0_error(snr)
+  np.testing.assert_allclose(losses.loss_weight(lsnr, cfg), want, rtol=1e-5)
+  # An x0 error of size d costs (1 + min(SNR, 5)) d^2 whatever the network predicts.
+  if prediction == 'x0':
+    np.testing.assert_allclose(np.asarray(losses.loss_weight(lsnr, cfg))[[0, -1]], [1.0, 6.0], rtol=1e-5)

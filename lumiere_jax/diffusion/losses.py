@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from lumiere_jax.diffusion import schedules
 
 T_SAMPLINGS = ('uniform', 'logit_normal')
-LOSS_WEIGHTINGS = ('none', 'min_snr')
+LOSS_WEIGHTINGS = ('none', 'min_snr', 'v_capped')
 
 
 def cfg_drop(text_emb, text_mask, rng, p):
@@ -53,15 +53,26 @@ def sample_t(rng, batch, diff_cfg):
   return jnp.where(jax.random.bernoulli(k_pick, frac, (batch,)), tail, t)
 
 
-def _loss_weight(lsnr, diff_cfg):
-  """Per-example weight; 'min_snr' (Hang et al. 2023) caps the weight of low-noise steps."""
+def loss_weight(lsnr, diff_cfg):
+  """Per-example weight of the squared error of the chosen target.
+
+  Each weighting is a weight w on the x0 error, ||x0 error||^2 = ||target error||^2 / c with
+  c = {v: SNR + 1, eps: SNR, x0: 1}, so the weight of the target's error is w / c:
+    'min_snr' (Hang et al. 2023): w = min(SNR, gamma), which caps the low-noise steps;
+    'v_capped': w = 1 + min(SNR, gamma), the v-loss (w = 1 + SNR) with its low-noise weight
+      capped at 1 + gamma. With an x0-predicting network this is the v-loss of "let denoising
+      models denoise" (Li & He 2025) made finite at t -> 0, and the noisiest levels keep weight 1
+      (min_snr gives them ~0).
+  """
   if diff_cfg.loss_weighting == 'none':
     return jnp.ones_like(lsnr)
+  snr = jnp.exp(lsnr)
+  capped = jnp.minimum(snr, diff_cfg.get('min_snr_gamma', 5.0))
+  per_x0_error = {'v': snr + 1.0, 'eps': snr, 'x0': 1.0}[diff_cfg.prediction]
   if diff_cfg.loss_weighting == 'min_snr':
-    snr = jnp.exp(lsnr)
-    capped = jnp.minimum(snr, diff_cfg.get('min_snr_gamma', 5.0))
-    # Express min(SNR, gamma) * ||x0 error||^2 in units of the chosen target's error.
-    return capped / {'v': snr + 1.0, 'eps': snr, 'x0': 1.0}[diff_cfg.prediction]
+    return capped / per_x0_error
+  if diff_cfg.loss_weighting == 'v_capped':
+    return (1.0 + capped) / per_x0_error
   raise ValueError(f'diffusion.loss_weighting must be one of {LOSS_WEIGHTINGS}, '
                    f'got {diff_cfg.loss_weighting!r}')
 
@@ -99,7 +110,7 @@ def diffusion_loss(denoise_fn, x0, text_emb, text_mask, cond, rng, diff_cfg, los
   sq = jnp.square(pred.astype(jnp.float32) - tgt.astype(jnp.float32))
   mask = jnp.ones_like(sq) if loss_mask is None else jnp.broadcast_to(loss_mask, sq.shape)
   denom = jnp.maximum(jnp.sum(mask), 1.0)
-  weight = schedules.expand_to(_loss_weight(lsnr, diff_cfg), sq)
+  weight = schedules.expand_to(loss_weight(lsnr, diff_cfg), sq)
   loss = jnp.sum(weight * mask * sq) / denom
   aux = {
       'mse': jnp.sum(mask * sq) / denom,
