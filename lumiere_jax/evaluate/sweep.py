@@ -39,10 +39,10 @@ PROMPT_SETS = ("grid", "test", "validation")
 KEY_FIELDS = ("step", "guidance", "sampler", "num_steps", "seed", "prompt_set")
 # Columns of the table and panels of the plots, in order; missing ones are skipped.
 METRICS = ("all_acc", "color_acc", "shape_acc", "direction_acc", "present_rate", "clf_color_acc",
-           "clf_shape_acc", "clf_direction_acc", "fd", "fvd", "color_stability",
-           "motion_smoothness", "flicker")
+           "clf_shape_acc", "clf_direction_acc", "fd", "fvd", "background_error",
+           "color_stability", "motion_smoothness", "flicker")
 # Higher is better except for these.
-LOWER_IS_BETTER = ("fd", "fvd", "motion_smoothness", "flicker")
+LOWER_IS_BETTER = ("fd", "fvd", "background_error", "motion_smoothness", "flicker")
 # The settings plotted on the x axis, each when it takes more than one value.
 _AXES = ("guidance", "num_steps", "step")
 
