@@ -65,7 +65,8 @@ def get_config(arg: str = ""):
       temporal=True, channels=(32, 64), num_res_blocks=1, attn_levels=(1,), num_heads=4,
       head_dim=None, temporal_downsample=(True,), temporal_attn_levels=None,
       temporal_text_attn=True, space_to_depth=4, cond_channels=0, out_channels=3, dropout=0.0,
-      norm_groups=8, remat=False, pixel_skip=True, position_code=True, frame_film=True,
+      norm_groups=8, remat=False, pixel_skip=True, pixel_gate_from_features=False,
+      position_code=True, frame_film=True,
       text_layout=True, dtype="float32", param_dtype="float32",
   ))
   c.text = ml_collections.ConfigDict(dict(

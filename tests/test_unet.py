@@ -155,9 +155,10 @@ def test_pixel_skip_makes_the_prediction_full_rank_in_the_pixels():
   assert _jacobian_rank(True) >= 190
 
 
-def test_pixel_skip_starts_as_the_model_without_it():
+@pytest.mark.parametrize("gate_from_features", [False, True])
+def test_pixel_skip_starts_as_the_model_without_it(gate_from_features):
   cfg = tiny.get_config()
-  cfg.model.update(pixel_skip=True, cond_channels=4)
+  cfg.model.update(pixel_skip=True, cond_channels=4, pixel_gate_from_features=gate_from_features)
   inputs = _inputs(cfg, batch=2, res=32)
   with_skip = model_lib.build_model(cfg.model, cfg.text, cfg.data.vocab_size)
   params = with_skip.init(jax.random.key(1), *inputs)["params"]
@@ -166,6 +167,35 @@ def test_pixel_skip_starts_as_the_model_without_it():
   unet = {k: v for k, v in params["unet"].items() if "pixel_skip" not in k}
   np.testing.assert_array_equal(with_skip.apply({"params": params}, *inputs),
                                 without.apply({"params": {**params, "unet": unet}}, *inputs))
+
+
+def _skip_gain_spread(gate_from_features):
+  """Spread over pixels of output / input of a U-Net whose output is its pixel skip alone."""
+  cfg = tiny.get_config()
+  cfg.model.update(temporal=False, channels=(4, 8), norm_groups=2, num_heads=1, attn_levels=(),
+                   space_to_depth=4, pixel_skip=True,
+                   pixel_gate_from_features=gate_from_features)
+  model = model_lib.build_model(cfg.model, cfg.text, cfg.data.vocab_size)
+  x, t, tokens, mask, _ = _inputs(cfg, frames=1, res=16)
+  flat = flax.traverse_util.flatten_dict(
+      nn.meta.unbox(model.init(jax.random.key(1), x, t, tokens, mask)["params"]))
+  for i, path in enumerate(sorted(flat)):
+    if "conv_out" in path:  # The main path's output: off.
+      flat[path] = jnp.zeros_like(flat[path])
+    elif path[-2] == "pixel_skip_gate" and path[-1] == "bias":  # The per-example gate: open.
+      flat[path] = jnp.ones_like(flat[path])
+    elif path[-2] == "pixel_skip_pixel_gate" and path[-1] == "kernel":
+      flat[path] = 0.3 * jax.random.normal(jax.random.key(i), flat[path].shape)
+  params = flax.traverse_util.unflatten_dict(flat)
+  gain = model.apply({"params": params}, x, t, tokens, mask) / x
+  return float(jnp.max(jnp.std(gain.reshape(-1, 3), axis=0)))
+
+
+def test_pixel_gate_from_features_varies_the_skip_per_pixel():
+  """The per-example gate scales every pixel of a channel alike; the gate from the features is
+  what lets the skip copy x_t in one place (an object's edge) and not in another."""
+  assert _skip_gain_spread(False) < 1e-5
+  assert _skip_gain_spread(True) > 0.05
 
 
 @functools.lru_cache(maxsize=None)

@@ -48,6 +48,7 @@ class UNet(layers.LayerBase):
   norm_groups: int = 8
   remat: bool = False
   pixel_skip: bool = False
+  pixel_gate_from_features: bool = False
   position_code: bool = False
   frame_film: bool = False
   text_layout: bool = False
@@ -183,12 +184,12 @@ class UNet(layers.LayerBase):
         if self.temporal and self.temporal_downsample[i - 1]:
           h = layers.TemporalUpsample(name=f"{TEMPORAL_PREFIX}up_{i}", **self._kw())(h)
 
-    h = layers.spatial(self.group_norm(self.norm_groups, name="norm_out"), h)
-    h = layers.spatial(self.conv(self.out_channels * s * s, name="conv_out"), nn.silu(h))
+    features = nn.silu(layers.spatial(self.group_norm(self.norm_groups, name="norm_out"), h))
+    h = layers.spatial(self.conv(self.out_channels * s * s, name="conv_out"), features)
     if layout_prediction is not None:
       h = h + layout_prediction
     if self.pixel_skip:
-      h = h + self._pixel_skip(x, cond, emb)
+      h = h + self._pixel_skip(x, cond, emb, features)
     return layers.constrain_video(layers.depth_to_space(h, s).astype(jnp.float32))
 
   def _add_position_code(self, h):
@@ -267,28 +268,38 @@ class UNet(layers.LayerBase):
         stride *= 2
     return out
 
-  def _pixel_skip(self, x, cond, emb):
+  def _pixel_skip(self, x, cond, emb, features):
     """A full-rank linear path from the input pixels (and cond) to the output tokens.
 
     With space-to-depth s, a token holds s*s*3 values but the first level only channels[0]
-    features: below s*s*3 the network cannot pass per-pixel noise through, and a v/eps target
+    features: below s*s*3 the network cannot pass per-pixel detail through, and a v/eps target
     needs exactly that, so samples keep a speckle of residual noise. The ideal linear part of the
     prediction depends on the noise level (e.g. v ~ (alpha x_t - x0) / sigma, and x0 ~ the
     upsampled video for SSR), hence a gate per input channel from the timestep/text embedding,
     zero at init (the model starts as without), on a projection initialised to the identity from
     each pixel of x_t, and of the cond's video, to the same output pixel. The cond's path has its
     own params (`cond_pixel_skip*`), new like `cond_in` when a T2V model becomes a cond model.
+
+    With `pixel_gate_from_features` the gate also varies per pixel, from the last features
+    (zero-init conv): the ideal linear part differs between places, e.g. for an x0 prediction
+    at low noise, copy x_t at an object's edge (gate ~1) but output the flat colour away from it
+    (gate 0), which neither a per-example gate nor the narrow main path can do alone.
     """
-    out = self._gated_identity(x, emb, "pixel_skip")
+    features = features if self.pixel_gate_from_features else None
+    out = self._gated_identity(x, emb, features, "pixel_skip")
     if cond is not None:
-      out = out + self._gated_identity(cond.astype(x.dtype), emb, "cond_pixel_skip")
+      out = out + self._gated_identity(cond.astype(x.dtype), emb, features, "cond_pixel_skip")
     return out
 
-  def _gated_identity(self, z, emb, name):
+  def _gated_identity(self, z, emb, features, name):
     s, channels, out = self.space_to_depth, z.shape[-1], self.out_channels
     z = layers.space_to_depth(z, s)
     gate = self.dense(z.shape[-1], ("embed", "pixels"), zero=True, name=f"{name}_gate")(emb)
-    z = z * gate[:, None, None, None, :]
+    gate = gate[:, None, None, None, :]
+    if features is not None:
+      gate = gate + layers.spatial(self.conv(z.shape[-1], zero=True, name=f"{name}_pixel_gate"),
+                                   features)
+    z = z * gate
 
     def identity_init(key, shape, dtype):
       del key
@@ -321,6 +332,7 @@ def unet_from_config(model_cfg) -> UNet:
       cond_channels=model_cfg.cond_channels, out_channels=model_cfg.out_channels,
       dropout=model_cfg.dropout, norm_groups=model_cfg.norm_groups, remat=model_cfg.remat,
       pixel_skip=model_cfg.get("pixel_skip", False),
+      pixel_gate_from_features=model_cfg.get("pixel_gate_from_features", False),
       position_code=model_cfg.get("position_code", False),
       frame_film=model_cfg.get("frame_film", False),
       text_layout=model_cfg.get("text_layout", False),
