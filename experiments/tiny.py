@@ -13,19 +13,19 @@ Variants (`--config=experiments/tiny.py:VARIANT`):
 Space-to-depth at the input, 8 frames at 32x32, channels 32/64, cross-attention to the text +
 FiLM and batch 16 are what learns fast on a CPU (the probes that chose them: docs/benchmarks.md,
 "Measurements behind the design"). Space-to-depth is 4 (32x32x3 -> 8x8x48 tokens); a token is
-wider than the first level's 32 channels, so `model.pixel_skip` (a gated identity path from the
-input pixels to the output) keeps per-pixel noise predictable.
+wider than the first level's 32 channels, so `model.pixel_skip` (an identity path from the
+input pixels to the output, gated per pixel from the last features:
+`model.pixel_gate_from_features`) carries the per-pixel detail that denoising at low noise needs;
+without the per-pixel gate samples kept ~10 grey levels of speckle on the background.
 
-Motion that follows the prompt needs two things (docs/motion.md has the evidence):
-  * training at the noise levels where the caption alone decides where the object is: at lower
-    noise the noisy clip already shows it, so a direction word changes the loss only for
-    t > ~0.95, which uniform t visits 5% of the time (`diffusion.t_tail_frac=0.5` of the examples
-    are drawn from [t_tail_start, 1]);
-  * a direct path from (word, frame, position) to the prediction (`model.text_layout`: learned
-    per-position queries attending to the caption), plus frame- and position-aware conditioning
-    (`model.frame_film`, `model.position_code`).
-Without the tail, held-out direction accuracy stayed at chance with or without these modules;
-with both it learned (whether text_layout alone is needed with the tail was not isolated).
+Motion that follows the prompt needs training at the noise levels where the caption alone
+decides where the object is: at lower noise the noisy clip already shows it, so a direction word
+changes the loss only for t > ~0.95, which uniform t visits 5% of the time
+(`diffusion.t_tail_frac=0.5` of the examples are drawn from [t_tail_start, 1]). Without the tail,
+held-out direction accuracy stayed at chance; with it, it learned with or without the text
+layout path (`model.text_layout`: learned per-position queries attending to the caption), which
+is kept for a small gain in shape. Shape is learned last, hence 3000 steps. The evidence for
+each choice: docs/motion.md.
 """
 import ml_collections
 
@@ -65,7 +65,7 @@ def get_config(arg: str = ""):
       temporal=True, channels=(32, 64), num_res_blocks=1, attn_levels=(1,), num_heads=4,
       head_dim=None, temporal_downsample=(True,), temporal_attn_levels=None,
       temporal_text_attn=True, space_to_depth=4, cond_channels=0, out_channels=3, dropout=0.0,
-      norm_groups=8, remat=False, pixel_skip=True, pixel_gate_from_features=False,
+      norm_groups=8, remat=False, pixel_skip=True, pixel_gate_from_features=True,
       position_code=True, frame_film=True,
       text_layout=True, dtype="float32", param_dtype="float32",
   ))
@@ -83,7 +83,7 @@ def get_config(arg: str = ""):
   ))
 
   c.train = ml_collections.ConfigDict(dict(
-      steps=2000, batch_size=16, grad_accum=1,
+      steps=3000, batch_size=16, grad_accum=1,
       lr=2e-3, warmup_steps=30, end_lr_fraction=0.1, weight_decay=0.0,
       b1=0.9, b2=0.99, grad_clip=1.0, ema_decay=0.99,
       log_every=50, ckpt_every=500, max_to_keep=3, async_checkpointing=True,

@@ -11,9 +11,9 @@ from flax import traverse_util
 from lumiere_jax.models import unet as unet_lib
 
 # Modules a target tree may have that its source lacks, besides temporal ones: the zero-init
-# conditioning input conv and the cond's gated pixel skip, so `inflate` also turns a no-cond
-# checkpoint into a cond model.
-NEW_MODULES = ("cond_in", "cond_pixel_skip", "cond_pixel_skip_gate")
+# conditioning input conv and the cond's gated pixel skip (with both of its gates), so `inflate`
+# also turns a no-cond checkpoint into a cond model.
+NEW_MODULES = ("cond_in", "cond_pixel_skip", "cond_pixel_skip_gate", "cond_pixel_skip_pixel_gate")
 
 
 def _unbox(leaf):
