@@ -13,6 +13,11 @@ def slugify(text: str, max_len: int = 60) -> str:
   return slug[:max_len].rstrip("_") or "prompt"
 
 
+def to_float(video: np.ndarray) -> np.ndarray:
+  """Maps a uint8 video in [0, 255] to float32 [-1, 1] (the inverse of `to_uint8`)."""
+  return np.asarray(video, dtype=np.float32) / 127.5 - 1.0
+
+
 def to_uint8(video: np.ndarray) -> np.ndarray:
   """Maps a float video in [-1, 1] to uint8 [0, 255]."""
   video = np.asarray(video, dtype=np.float32)

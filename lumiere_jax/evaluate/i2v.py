@@ -10,6 +10,7 @@ Both are scored by the analytic detector (`alignment.alignment_scores`).
 """
 import numpy as np
 
+from lumiere_jax import video_io
 from lumiere_jax.diffusion import conditioning
 from lumiere_jax.evaluate import alignment
 from lumiere_jax.evaluate import detector
@@ -55,7 +56,7 @@ def i2v_alignment(sampler, videos: np.ndarray, captions, seeds=(0,)) -> dict:
   if len(videos) != len(captions) or not len(captions):
     raise ValueError(f"Need as many clips as captions (> 0), got {len(videos)} and "
                      f"{len(captions)}.")
-  first = np.asarray(videos)[:, 0].astype(np.float32) / 127.5 - 1.0
+  first = video_io.to_float(np.asarray(videos)[:, 0])
   changed = [perpendicular_caption(c, v[0]) for c, v in zip(captions, videos)]
   keep = [i for i, c in enumerate(changed) if c is not None]
   out = {}

@@ -6,12 +6,13 @@ its kind. A model that uses the word has a clearly lower loss with the true word
 levels where the word decides the content (for a direction: where the object is in each frame);
 a gap near zero at every level means the word is ignored.
 """
-import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lumiere_jax import video_io
 from lumiere_jax.diffusion import schedules
 from lumiere_jax.evaluate import alignment
+from lumiere_jax.evaluate import levels
 
 
 def swap_word(caption: str, attribute: str, rng: np.random.Generator) -> str:
@@ -39,32 +40,23 @@ def loss_gap(model, params, tokenizer, config, videos, captions, attribute="dire
   Returns:
     One dict per t: {"t", "logsnr", "true", "swapped", "gap"} where gap = swapped - true.
   """
-  if config.model.cond_channels:
-    raise ValueError("loss_gap needs a text-to-video checkpoint (model.cond_channels=0).")
   rng = np.random.default_rng(seed)
   swapped = [swap_word(c, attribute, rng) for c in captions]
   max_len = config.data.max_text_len
   true_tokens, true_mask = tokenizer.encode(captions, max_len)
   swap_tokens, swap_mask = tokenizer.encode(swapped, max_len)
-  x0 = jnp.asarray(videos, jnp.float32) / 127.5 - 1.0
-  diff_cfg = config.diffusion
+  x0 = jnp.asarray(video_io.to_float(videos))
+  predict = levels.predict_at_level(model, config)
 
-  @jax.jit
-  def losses(params, tokens, mask, t, eps):
-    emb = model.apply({"params": params}, tokens, mask, method=model.encode_text)
-    tt = jnp.full((x0.shape[0],), t, jnp.float32)
-    alpha, sigma = schedules.alpha_sigma_from_logsnr(schedules.logsnr(tt, diff_cfg))
-    x_t = schedules.expand_to(alpha, x0) * x0 + schedules.expand_to(sigma, x0) * eps
-    pred = model.apply({"params": params}, x_t, tt, emb, mask, method=model.denoise)
-    target = schedules.target(x0, eps, alpha, sigma, diff_cfg.prediction)
-    return jnp.mean(jnp.square(pred - target))
+  def loss(tokens, mask, t, eps):
+    pred, target, *_ = predict(params, tokens, mask, x0, t, eps)
+    return float(jnp.mean(jnp.square(pred - target)))
 
   rows = []
-  key = jax.random.PRNGKey(seed)
   for i, t in enumerate(t_values):
-    eps = jax.random.normal(jax.random.fold_in(key, i), x0.shape, jnp.float32)
-    true = float(losses(params, true_tokens, true_mask, t, eps))
-    swap = float(losses(params, swap_tokens, swap_mask, t, eps))
-    rows.append({"t": float(t), "logsnr": float(schedules.logsnr(t, diff_cfg)), "true": true,
-                 "swapped": swap, "gap": swap - true})
+    eps = levels.level_noise(seed, i, x0.shape)
+    true = loss(true_tokens, true_mask, t, eps)
+    swap = loss(swap_tokens, swap_mask, t, eps)
+    rows.append({"t": float(t), "logsnr": float(schedules.logsnr(t, config.diffusion)),
+                 "true": true, "swapped": swap, "gap": swap - true})
   return rows
