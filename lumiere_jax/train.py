@@ -295,7 +295,11 @@ def setup_data(config, workdir: str):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains `config` in `workdir`, resuming if possible; returns a summary of the run."""
+  """Trains `config` in `workdir`, resuming if possible; returns a summary of the run.
+
+  The metric writer and the checkpoint manager are closed however the run ends, so a crash
+  (e.g. a non-finite loss) still flushes the metrics and lets the last checkpoint finish writing.
+  """
   workdir = check_workdir(workdir)
   is_chief = jax.process_index() == 0
   if is_chief:
@@ -315,41 +319,56 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   logging.info("Model: %.3fM parameters", num_params / 1e6)
 
   mngr = ckpt_lib.create_manager(workdir, config.train)
+  writer = metrics_lib.MetricWriter(workdir, enabled=is_chief)
+  try:
+    state = _restore_or_init(config, mngr, init_fn, abstract_state, state_sh, data_iter)
+    start_step = int(state.step)
+    summary = dict(num_params=num_params, start_step=start_step, workdir=workdir)
+    if start_step >= config.train.steps:
+      logging.info("Already trained to step %d >= train.steps=%d", start_step,
+                   config.train.steps)
+    else:
+      step_fn = jax.jit(make_train_step(model, tx, schedule, config, mesh),
+                        in_shardings=(state_sh, sharding_lib.batch_sharding(mesh, config.mesh)),
+                        # Replicated metrics: every process can read them in a multi-host run.
+                        out_shardings=(state_sh, jax.sharding.NamedSharding(
+                            mesh, jax.sharding.PartitionSpec())),
+                        donate_argnums=(0,))
+      state = _train_loop(config, step_fn, state, data_iter, mesh, mngr, writer, summary)
+      if "preempted_at" in summary:
+        return summary
+    _sample_at_end(config, workdir, state, model, tokenizer, builder, int(state.step), writer)
+    return summary
+  finally:
+    writer.close()
+    mngr.close()
+
+
+def _restore_or_init(config, mngr, init_fn, abstract_state, state_sh, data_iter):
+  """The train state: the workdir's latest checkpoint (with the data iterator's position), else
+  `config.resume`'s state, else fresh, optionally with params from `config.init_from`."""
   latest = mngr.latest_step()
   if latest is not None:
     logging.info("Resuming from own workdir step %d", latest)
-    state = ckpt_lib.restore(mngr, latest, abstract_state, data_iter)
-  elif config.resume:
+    return ckpt_lib.restore(mngr, latest, abstract_state, data_iter)
+  if config.resume:
     logging.info("Resuming train state from config.resume=%s", config.resume)
     state, _ = ckpt_lib.restore_subtree(config.resume, (), abstract_state)
-    state = TrainState(**state) if isinstance(state, dict) else state
-  else:
-    state = init_fn(jax.random.PRNGKey(config.seed))
-    if config.init_from:
-      src = _params_from(config.init_from, abstract_state.params, config)
-      params = jax.jit(inflate_lib.inflate, out_shardings=state_sh.params)(src, state.params)
-      # A copy: one buffer in two donated leaves crashes the step (segfault on CPU).
-      state = state.replace(params=params, ema_params=jax.tree.map(jnp.copy, params))
-      logging.info("Initialised params from config.init_from=%s", config.init_from)
-    else:
-      logging.info("Starting from scratch (no checkpoint, resume or init_from)")
+    return TrainState(**state) if isinstance(state, dict) else state
+  state = init_fn(jax.random.PRNGKey(config.seed))
+  if not config.init_from:
+    logging.info("Starting from scratch (no checkpoint, resume or init_from)")
+    return state
+  src = _params_from(config.init_from, abstract_state.params, config)
+  params = jax.jit(inflate_lib.inflate, out_shardings=state_sh.params)(src, state.params)
+  logging.info("Initialised params from config.init_from=%s", config.init_from)
+  # A copy: one buffer in two donated leaves crashes the step (segfault on CPU).
+  return state.replace(params=params, ema_params=jax.tree.map(jnp.copy, params))
 
-  batch_sh = sharding_lib.batch_sharding(mesh, config.mesh)
-  # Replicated metrics: every process can read them (`float()`) in a multi-host run.
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  step_fn = jax.jit(make_train_step(model, tx, schedule, config, mesh),
-                    in_shardings=(state_sh, batch_sh), out_shardings=(state_sh, replicated),
-                    donate_argnums=(0,))
-  writer = metrics_lib.MetricWriter(workdir, enabled=is_chief)
-  start_step = int(state.step)
-  total = config.train.steps
-  summary = dict(num_params=num_params, start_step=start_step, workdir=workdir)
-  if start_step >= total:
-    logging.info("Already trained to step %d >= train.steps=%d", start_step, total)
-    _sample_at_end(config, workdir, state, model, tokenizer, builder, start_step, writer)
-    writer.close()
-    return summary
 
+def _train_loop(config, step_fn, state, data_iter, mesh, mngr, writer, summary):
+  """Runs the steps from state.step to train.steps: logs, checkpoints, stops on a non-finite
+  loss (keeping the last good checkpoint) or on preemption (after saving). Fills `summary`."""
   def next_batch():
     """(iterator position before the batch, global batch)."""
     position = _IteratorPosition(data_iter)
@@ -367,9 +386,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                step_flops)
   summary.update(compile_seconds=compile_s, step_flops=step_flops)
 
-  progress = progress_lib.Progress("train", total, unit="steps", start=start_step)
-  losses_window, t_window, step = [], time.monotonic(), start_step
-  last_good = latest
+  step, total = int(state.step), config.train.steps
+  progress = progress_lib.Progress("train", total, unit="steps", start=step)
+  losses_window, t_window = [], time.monotonic()
+  last_good = mngr.latest_step()
   with _PreemptionFlag() as preempted:
     while step < total:
       state, metrics = compiled(state, batch)
@@ -407,14 +427,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         mngr.wait_until_finished()
         logging.warning("Preempted at step %d: checkpoint saved, exiting cleanly.", step)
         summary.update(preempted_at=step, end_step=step)
-        writer.close()
-        return summary
+        return state
   progress.close()
   mngr.wait_until_finished()
   summary.update(end_step=step, train_seconds=time.monotonic() - t0)
-  _sample_at_end(config, workdir, state, model, tokenizer, builder, step, writer)
-  writer.close()
-  return summary
+  return state
 
 
 def _sample_at_end(config, workdir, state, model, tokenizer, builder, step, writer):

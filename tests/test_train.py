@@ -99,8 +99,14 @@ def test_unwritable_workdir_is_a_clear_error(tmp_path):
     train.check_workdir(str(blocker / "sub"))
 
 
-def test_nan_loss_stops_without_saving(tmp_path, data_dir):
+def test_nan_loss_stops_without_saving_and_closes_writer_and_manager(tmp_path, data_dir,
+                                                                     monkeypatch):
   del data_dir
+  closed = []
+  for cls in (train.metrics_lib.MetricWriter, train.ckpt_lib.ocp.CheckpointManager):
+    original = cls.close
+    monkeypatch.setattr(cls, "close", lambda self, original=original, cls=cls: (
+        closed.append(cls.__name__), original(self)))
   config = load_experiment("tiny", "test")
   config.train.lr = float("nan")
   config.train.sample_at_end = False
@@ -108,6 +114,7 @@ def test_nan_loss_stops_without_saving(tmp_path, data_dir):
     train.train_and_evaluate(config, str(tmp_path))
   saved = os.listdir(tmp_path / "checkpoints") if os.path.exists(tmp_path / "checkpoints") else []
   assert not [s for s in saved if s.isdigit()]
+  assert sorted(closed) == ["CheckpointManager", "MetricWriter"]
 
 
 def test_precomputed_text_features_train_and_sample(tmp_path, data_dir):
