@@ -1,7 +1,16 @@
-"""Test setup: 8 fake CPU devices, CPU platform, deterministic and quiet."""
+"""Test setup: 8 fake CPU devices, CPU platform, one compilation cache, deterministic and quiet."""
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent compilation cache for the whole run and the subprocesses it starts (they inherit
+# the environment): the many tests that build the same tiny model compile each program once.
+# A cache directory the caller set is kept; the run's own is removed at the end.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="lumiere_jax_test_cache_")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
   os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
@@ -13,6 +22,12 @@ import re
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def pytest_sessionfinish(session, exitstatus):
+  del session, exitstatus
+  if _OWN_CACHE:
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 def load_experiment(name: str, arg: str = ""):
