@@ -27,6 +27,10 @@ flags.DEFINE_enum("mode", "train", ["train", "sample", "eval", "sweep"],
 flags.DEFINE_multi_string("prompt", None, "Prompt(s) for --mode=sample (default: config.sample.prompts).")
 flags.DEFINE_integer("step", None, "Checkpoint step for --mode=sample (default: latest).")
 flags.DEFINE_integer("seed", None, "Sampling seed (default: config.sample.seed).")
+flags.DEFINE_string("sampler", None, "Sampler: ddim, ddpm or dpmpp_2m (DPM-Solver++(2M), few steps); "
+                    "sets config.sample.sampler (--mode=sweep: config.eval.samplers).")
+flags.DEFINE_integer("num_steps", None, "Sampler steps: config.sample.num_steps (--mode=sweep: "
+                     "config.eval.num_steps).")
 flags.DEFINE_string("out_dir", None, "Where --mode=sample writes (default: workdir/samples/<step>).")
 # Applications of --mode=sample (lumiere_jax/applications.py); masks: white = generated.
 flags.DEFINE_string("image", None, "Image-to-video; with --mask: cinemagraph (white = animated).")
@@ -71,9 +75,15 @@ def run(argv) -> None:
   from lumiere_jax import checkpoint  # pylint: disable=g-import-not-at-top
   from lumiere_jax import train  # pylint: disable=g-import-not-at-top
   from lumiere_jax.evaluate import sweep  # pylint: disable=g-import-not-at-top
+  from lumiere_jax.diffusion import samplers  # pylint: disable=g-import-not-at-top
+  if FLAGS.sampler is not None and FLAGS.sampler not in samplers.SAMPLERS:
+    _die(f"--sampler must be one of {', '.join(samplers.SAMPLERS)}, got {FLAGS.sampler!r}")
+  if FLAGS.num_steps is not None and FLAGS.num_steps < 1:
+    _die(f"--num_steps must be >= 1, got {FLAGS.num_steps}")
   try:
     # Sampling and evaluating a run need no --config: the workdir holds the one it trained with.
     config = FLAGS.config if FLAGS.config is not None else checkpoint.load_config(FLAGS.workdir)
+    config = _with_sampler_flags(config)
     if FLAGS.mode == "train":
       summary = train.train_and_evaluate(config, FLAGS.workdir)
       samples = os.path.join(os.path.abspath(FLAGS.workdir), "samples")
@@ -101,6 +111,20 @@ def run(argv) -> None:
   except CLEAR_ERRORS as e:
     logging.debug("Traceback of the error below:", exc_info=True)
     _die(str(e))
+
+
+def _with_sampler_flags(config):
+  """--sampler / --num_steps written into the config's sampling (and sweep) settings."""
+  if FLAGS.sampler is None and FLAGS.num_steps is None:
+    return config
+  config = config.copy_and_resolve_references()
+  with config.unlocked():
+    for key, value in (("sampler", FLAGS.sampler), ("num_steps", FLAGS.num_steps)):
+      if value is not None:
+        config.sample[key] = value
+        if FLAGS.mode == "sweep":
+          config.eval["samplers" if key == "sampler" else key] = (value,)
+  return config
 
 
 def _die(message: str) -> None:

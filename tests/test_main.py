@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, load_experiment
 
 
 def run_main(*args, env=None):
@@ -24,6 +24,9 @@ def run_main(*args, env=None):
     (["--workdir=/tmp/no_such_run", "--mode=sample"],
      "error: /tmp/no_such_run/config.json not found: is /tmp/no_such_run a lumiere_jax training"),
     (["--config=experiments/tiny.py", "--workdir=/proc/forbidden"], "is not writable"),
+    (["--workdir=/tmp/x", "--mode=sample", "--sampler=euler"],
+     "error: --sampler must be one of ddim, ddpm, dpmpp_2m, got 'euler'"),
+    (["--workdir=/tmp/x", "--mode=sample", "--num_steps=0"], "error: --num_steps must be >= 1"),
 ])
 def test_bad_flags_give_one_error_line(args, message):
   code, lines = run_main(*args)
@@ -40,3 +43,20 @@ def test_sample_with_empty_prompt_is_one_line(trained, config_flag):
   assert code == 1
   assert lines[-1].startswith("error: Empty prompt"), lines
   assert not any("Traceback" in l for l in lines)
+
+
+def test_sampler_flags_reach_the_sample_and_sweep_settings():
+  from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
+  from lumiere_jax import main  # pylint: disable=g-import-not-at-top
+  from lumiere_jax.evaluate import sweep  # pylint: disable=g-import-not-at-top
+  main.FLAGS.mark_as_parsed()
+  config = load_experiment("tiny", "test")
+  with flagsaver.flagsaver(sampler="dpmpp_2m", num_steps=8, mode="sample"):
+    sampled = main._with_sampler_flags(config)
+  assert (sampled.sample.sampler, sampled.sample.num_steps) == ("dpmpp_2m", 8)
+  assert sampled.eval.num_steps == config.eval.num_steps  # Only --mode=sweep sets the grid.
+  with flagsaver.flagsaver(sampler="dpmpp_2m", num_steps=8, mode="sweep"):
+    swept = main._with_sampler_flags(config)
+  assert config.sample.sampler == "ddim"  # The flags' config is a copy.
+  cells = sweep.sweep_cells(swept.eval, [4])
+  assert {(c["sampler"], c["num_steps"]) for c in cells} == {("dpmpp_2m", 8)}

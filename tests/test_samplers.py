@@ -61,12 +61,13 @@ def _text_fn(calls=None):
   return fn
 
 
+@pytest.mark.parametrize('sampler', ['ddim', 'dpmpp_2m'])
 @pytest.mark.parametrize('prediction', ['v', 'eps', 'x0'])
-def test_ddim_oracle_recovers_data_point(prediction):
+def test_deterministic_oracle_recovers_data_point(prediction, sampler):
   diff_cfg = _diff_cfg(prediction)
   x_star = _video(0)
   out = samplers.sample(_oracle(x_star, diff_cfg), jax.random.PRNGKey(0), SHAPE, *_text(),
-                        diff_cfg, _sample_cfg(num_steps=4))
+                        diff_cfg, _sample_cfg(sampler=sampler, num_steps=4))
   np.testing.assert_allclose(out, x_star, atol=1e-4)
 
 
@@ -78,7 +79,7 @@ def test_ddpm_oracle_recovers_data_point():
   np.testing.assert_allclose(out, x_star, atol=1e-3)
 
 
-@pytest.mark.parametrize('sampler', ['ddim', 'ddpm'])
+@pytest.mark.parametrize('sampler', ['ddim', 'ddpm', 'dpmpp_2m'])
 def test_gaussian_data_statistics(sampler):
   """With the exact denoiser for N(mu, std^2) data, samples must have that mean and std.
 
@@ -144,7 +145,7 @@ def test_sdedit():
                     t_start=0.5)
 
 
-@pytest.mark.parametrize('sampler', ['ddim', 'ddpm'])
+@pytest.mark.parametrize('sampler', ['ddim', 'ddpm', 'dpmpp_2m'])
 def test_known_pixels_reproduced(sampler):
   diff_cfg = _diff_cfg()
   x_known = _video(7)
@@ -154,6 +155,24 @@ def test_known_pixels_reproduced(sampler):
   keep = np.broadcast_to(np.asarray(mask) > 0.5, SHAPE)
   np.testing.assert_array_equal(out[keep], np.asarray(x_known)[keep])
   assert np.abs(out[~keep] - np.asarray(x_known)[~keep]).mean() > 0.1
+
+
+def test_dpm_solver_needs_half_the_steps_of_ddim_on_the_probability_flow_ode():
+  """Both solvers integrate the same ODE from the same noise (Gaussian data: exact denoiser; no
+  clipping). Against the converged solution (4000 DPM-Solver steps), N DPM-Solver++(2M) steps
+  must beat 2N DDIM steps. Measured max errors, N = 8 / 16 / 32: DPM 0.11 / 0.0045 / 0.0082,
+  DDIM at 2N 0.14 / 0.069 / 0.035; not 1/N^2 throughout, because the first step (first order,
+  from pure noise, where the cosine log-SNR jumps by ~9) shrinks only slowly with N."""
+  diff_cfg = _diff_cfg()
+  fn = _gaussian_oracle(0.3, 0.5, diff_cfg)
+  run = lambda sampler, n: np.asarray(samplers.sample(
+      fn, jax.random.PRNGKey(2), SHAPE, *_text(), diff_cfg,
+      _sample_cfg(sampler=sampler, num_steps=n, clip_x0=False)), np.float64)
+  converged = run('dpmpp_2m', 4000)
+  error = lambda sampler, n: np.abs(run(sampler, n) - converged).max()
+  for n in (8, 16, 32):
+    assert error('dpmpp_2m', n) < error('ddim', 2 * n), n
+  assert error('dpmpp_2m', 16) < error('ddim', 16) / 10
 
 
 def test_bad_arguments_raise():

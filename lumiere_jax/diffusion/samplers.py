@@ -1,4 +1,5 @@
-"""DDIM / DDPM ancestral sampling with classifier-free guidance, as one `lax.scan`.
+"""DDIM, DDPM ancestral and DPM-Solver++(2M) sampling with classifier-free guidance, as one
+`lax.scan`.
 
 The whole sampler is a pure function of its array inputs, so callers can `jax.jit` it (closing
 over denoise_fn and the configs) and it compiles once per shape.
@@ -9,7 +10,7 @@ import numpy as np
 
 from lumiere_jax.diffusion import schedules
 
-SAMPLERS = ('ddim', 'ddpm')
+SAMPLERS = ('ddim', 'ddpm', 'dpmpp_2m')
 
 
 def guided_denoise(denoise_fn, guidance):
@@ -73,7 +74,8 @@ def sample(denoise_fn, rng, shape, text_emb, text_mask, diff_cfg, sample_cfg, co
     text_emb: (B, L, D) caption embeddings; text_mask: bool (B, L).
     diff_cfg: config.diffusion (schedule, prediction).
     sample_cfg: config.sample (sampler, num_steps, guidance, eta, clip_x0); guidance and the
-      rest must be Python values (they select the traced program).
+      rest must be Python values (they select the traced program). `eta` is DDIM's (DDPM is
+      eta 1); 'dpmpp_2m' is deterministic.
     cond: optional conditioning passed to denoise_fn at every step.
     x_init: optional (B, T, H, W, C) video for SDEdit; noised to t_start with rng.
     t_start: Python float in [0, 1]; < 1 requires x_init; 0 returns x_init unchanged.
@@ -114,9 +116,11 @@ def sample(denoise_fn, rng, shape, text_emb, text_mask, diff_cfg, sample_cfg, co
   fn = guided_denoise(denoise_fn, sample_cfg.guidance)
   ts = time_grid(t_start, num_steps, sample_cfg.get('spacing', 'uniform'), diff_cfg)
 
+  multistep = sample_cfg.sampler == 'dpmpp_2m'
+
   def step(carry, inputs):
-    x, _ = carry
-    t, s, key = inputs
+    x, x0_prev, h_prev = carry
+    t, s, key, first = inputs
     noise_key, known_key = jax.random.split(key)
     lsnr_t, lsnr_s = schedules.logsnr(t, diff_cfg), schedules.logsnr(s, diff_cfg)
     alpha_t, sigma_t = schedules.alpha_sigma_from_logsnr(lsnr_t)
@@ -126,17 +130,28 @@ def sample(denoise_fn, rng, shape, text_emb, text_mask, diff_cfg, sample_cfg, co
     if sample_cfg.clip_x0:
       x0 = jnp.clip(x0, -1.0, 1.0)
       eps = (x - alpha_t * x0) / sigma_t
-    # Generalised DDIM; eta = 1 is the DDPM ancestral step (the posterior q(x_s | x_t, x0)),
-    # whose variance is sigma_s^2 * (1 - SNR(t) / SNR(s)).
-    var = eta**2 * sigma_s**2 * -jnp.expm1(lsnr_t - lsnr_s)
-    x_s = alpha_s * x0 + jnp.sqrt(jnp.maximum(sigma_s**2 - var, 0.0)) * eps
-    if eta > 0.0:
-      x_s = x_s + jnp.sqrt(var) * schedules.noise(noise_key, shape)
+    h = 0.5 * (lsnr_s - lsnr_t)  # Step in log(alpha / sigma).
+    if multistep:
+      # DPM-Solver++(2M) (Lu et al. 2022): the data-prediction ODE step with x0 extrapolated
+      # linearly in log(alpha / sigma) from the previous step's x0; the first step is DDIM's.
+      # The last step's output is its x0 (first order, as the solver's lower_order_final).
+      slope = jnp.where(first, 0.0, 0.5 * h / h_prev)
+      x0_hat = x0 + slope * (x0 - x0_prev)
+      x_s = sigma_s / sigma_t * x - alpha_s * jnp.expm1(-h) * x0_hat
+    else:
+      # Generalised DDIM; eta = 1 is the DDPM ancestral step (the posterior q(x_s | x_t, x0)),
+      # whose variance is sigma_s^2 * (1 - SNR(t) / SNR(s)).
+      var = eta**2 * sigma_s**2 * -jnp.expm1(lsnr_t - lsnr_s)
+      x_s = alpha_s * x0 + jnp.sqrt(jnp.maximum(sigma_s**2 - var, 0.0)) * eps
+      if eta > 0.0:
+        x_s = x_s + jnp.sqrt(var) * schedules.noise(noise_key, shape)
     if known is not None:
       x_s = paste_known(x_s, _noise_to(known[0], schedules.noise(known_key, shape), s,
                                        diff_cfg))
-    return (x_s, x0), None
+    return (x_s, x0, h), None
 
   keys = jax.random.split(step_rng, num_steps)
-  (_, x0), _ = jax.lax.scan(step, (x, jnp.zeros(shape, jnp.float32)), (ts[:-1], ts[1:], keys))
+  first = jnp.arange(num_steps) == 0
+  init = (x, jnp.zeros(shape, jnp.float32), jnp.ones((), jnp.float32))
+  (_, x0, _), _ = jax.lax.scan(step, init, (ts[:-1], ts[1:], keys, first))
   return paste_known(x0, None if known is None else known[0])

@@ -29,6 +29,7 @@ from lumiere_jax import progress as progress_lib
 from lumiere_jax import sample as sample_lib
 from lumiere_jax import video_io
 from lumiere_jax.data import datasets
+from lumiere_jax.diffusion import samplers as samplers_lib
 from lumiere_jax.evaluate import alignment
 from lumiere_jax.evaluate import classifier as classifier_lib
 from lumiere_jax.evaluate import i3d
@@ -95,9 +96,9 @@ def sweep_cells(eval_cfg, steps):
   if unknown:
     raise ValueError(f"Unknown eval.prompt_sets {unknown}; expected some of {PROMPT_SETS}.")
   samplers = _as_list(eval_cfg.samplers, str)
-  bad = sorted(set(samplers) - {"ddim", "ddpm"})
+  bad = sorted(set(samplers) - set(samplers_lib.SAMPLERS))
   if bad:
-    raise ValueError(f"Unknown eval.samplers {bad}; expected ddim or ddpm.")
+    raise ValueError(f"Unknown eval.samplers {bad}; expected some of {samplers_lib.SAMPLERS}.")
   return [dict(step=step, guidance=g, sampler=s, num_steps=n, seed=seed, prompt_set=p)
           for step in steps
           for g in _as_list(eval_cfg.guidance, float)
