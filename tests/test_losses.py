@@ -122,3 +122,19 @@ def test_v_capped_weight_is_the_v_loss_capped_at_one_plus_gamma(prediction, per_
   # An x0 error of size d costs (1 + min(SNR, 5)) d^2 whatever the network predicts.
   if prediction == 'x0':
     np.testing.assert_allclose(np.asarray(losses.loss_weight(lsnr, cfg))[[0, -1]], [1.0, 6.0], rtol=1e-5)
+
+
+@pytest.mark.parametrize('prediction,per_x0_error', [('v', lambda snr: snr + 1.0),
+                                                     ('eps', lambda snr: snr),
+                                                     ('x0', lambda snr: 1.0)])
+def test_min_snr_weight_is_min_snr_gamma_on_the_x0_error(prediction, per_x0_error):
+  """Hang et al. 2023: the x0 error weighs min(SNR, gamma), whatever the network predicts (the
+  oracle test cannot see the weights: zero error times any weight is zero)."""
+  cfg = _cfg(prediction=prediction, loss_weighting='min_snr', min_snr_gamma=5.0)
+  lsnr = jnp.asarray([-15.0, -2.0, 0.0, np.log(5.0), 3.0, 15.0])
+  snr = np.exp(np.asarray(lsnr, np.float64))
+  want = np.minimum(snr, 5.0) / per_x0_error(snr)
+  np.testing.assert_allclose(losses.loss_weight(lsnr, cfg), want, rtol=1e-5)
+  gamma_2 = losses.loss_weight(lsnr, _cfg(prediction=prediction, loss_weighting='min_snr',
+                                          min_snr_gamma=2.0))
+  np.testing.assert_allclose(gamma_2, np.minimum(snr, 2.0) / per_x0_error(snr), rtol=1e-5)
