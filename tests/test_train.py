@@ -49,17 +49,23 @@ def test_text_encoder_params_train(trained):
         "/".join(path) + f" did not change from step {steps[0]} to {steps[1]}")
 
 
-def test_rerun_resumes_from_checkpoint(trained, tmp_path):
+def test_rerun_resumes_from_checkpoint_and_reproduces_the_losses(trained, tmp_path):
+  """The shared run as a crash after step 2 leaves it (checkpoint 4 and later metrics gone):
+  a rerun resumes at step 2 and logs step 4's loss exactly as the uninterrupted run did."""
   config, workdir, _ = trained
   copy = tmp_path / "copy"
   shutil.copytree(workdir, copy)  # Other tests use the shared run as it is.
+  shutil.rmtree(copy / "checkpoints" / "4")
+  rows = [json.loads(l) for l in open(workdir / "metrics.jsonl", encoding="utf-8")]
+  (copy / "metrics.jsonl").write_text(
+      "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= 2), encoding="utf-8")
   config = config.copy_and_resolve_references()
-  config.train.steps = 6
   config.train.sample_at_end = False
   summary = train.train_and_evaluate(config, str(copy))
-  assert summary["start_step"] == 4 and summary["end_step"] == 6
-  rows = [json.loads(l) for l in open(copy / "metrics.jsonl", encoding="utf-8")]
-  assert [r["step"] for r in rows if "loss" in r] == [2, 4, 6]
+  assert summary["start_step"] == 2 and summary["end_step"] == 4
+  resumed = [json.loads(l) for l in open(copy / "metrics.jsonl", encoding="utf-8")]
+  losses = lambda rs: [(r["step"], r["loss"]) for r in rs if "loss" in r]
+  assert losses(resumed) == losses(rows)
 
 
 def test_two_stage_t2i_then_inflated_stunet_trains_only_temporal_params(tmp_path, data_dir):
@@ -99,21 +105,31 @@ def test_unwritable_workdir_is_a_clear_error(tmp_path):
     train.check_workdir(str(blocker / "sub"))
 
 
-def test_nan_loss_stops_without_saving_and_closes_writer_and_manager(tmp_path, data_dir,
-                                                                     monkeypatch):
+def test_nan_loss_stops_keeping_the_last_good_checkpoint_and_closes_writer_and_manager(
+    tmp_path, data_dir, monkeypatch):
+  """A NaN batch at step 3 of 4 (checkpoints every 2): the run raises, step 2's checkpoint stays
+  and nothing later is saved. The batch, not the config, is poisoned, so the train step is the
+  program the `trained` run compiled (a cache hit)."""
   del data_dir
   closed = []
   for cls in (train.metrics_lib.MetricWriter, train.ckpt_lib.ocp.CheckpointManager):
     original = cls.close
     monkeypatch.setattr(cls, "close", lambda self, original=original, cls=cls: (
         closed.append(cls.__name__), original(self)))
+  make_global_batch, calls = train.pipeline.make_global_batch, []
+
+  def poisoned(batch, *args):
+    calls.append(1)
+    if len(calls) == 3:
+      batch = dict(batch, video=np.full_like(batch["video"], np.nan))
+    return make_global_batch(batch, *args)
+
+  monkeypatch.setattr(train.pipeline, "make_global_batch", poisoned)
   config = load_experiment("tiny", "test")
-  config.train.lr = float("nan")
   config.train.sample_at_end = False
-  with pytest.raises(FloatingPointError, match="non-finite loss"):
+  with pytest.raises(FloatingPointError, match="non-finite loss nan at step 3.*checkpoint: 2"):
     train.train_and_evaluate(config, str(tmp_path))
-  saved = os.listdir(tmp_path / "checkpoints") if os.path.exists(tmp_path / "checkpoints") else []
-  assert not [s for s in saved if s.isdigit()]
+  assert sorted(s for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()) == ["2"]
   assert sorted(closed) == ["CheckpointManager", "MetricWriter"]
 
 
