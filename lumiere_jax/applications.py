@@ -37,7 +37,7 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 def _to_float(x: np.ndarray) -> np.ndarray:
   """uint8 [0, 255] -> float32 [-1, 1]; float input is taken as already in [-1, 1]."""
   x = np.asarray(x)
-  return x.astype(np.float32) / 127.5 - 1.0 if x.dtype == np.uint8 else x.astype(np.float32)
+  return video_io.to_float(x) if x.dtype == np.uint8 else x.astype(np.float32)
 
 
 def check_cond_model(cond_channels: int, application: str) -> None:
@@ -106,11 +106,8 @@ def stylize(sampler: sample.Sampler, style_workdir: str, alpha: float,
   _, style, _, style_step = sample.load_params(style_workdir, style_cfg, step)
   # The style tree completed with the sampler's temporal / cond_in leaves (checks shapes too).
   style = inflate.inflate(style, sampler.params)
-  styled = sample.Sampler(sampler.config, sampler.model,
-                          inflate.interpolate_spatial(sampler.params, style, alpha),
-                          sampler.tokenizer)
-  styled.step = sampler.step
-  styled._compiled = sampler._compiled  # pylint: disable=protected-access  # Params are an arg.
+  styled = sampler.replace(inflate.interpolate_spatial(sampler.params, style, alpha),
+                           sampler.step)
   logging.info("Style: %s step %d at alpha %g", style_workdir, style_step, alpha)
   return styled
 

@@ -43,13 +43,23 @@ class Sampler:
   """
 
   def __init__(self, config: ml_collections.ConfigDict, model, params: Any,
-               tokenizer: tokenizer_lib.Tokenizer):
+               tokenizer: tokenizer_lib.Tokenizer, step: int | None = None):
     self.config = config
     self.model = model
     self.params = params
     self.tokenizer = tokenizer
-    self.step = None
+    self.step = step
     self._compiled = {}
+
+  def replace(self, params: Any, step: int | None) -> "Sampler":
+    """The same model with other params (another checkpoint, interpolated weights).
+
+    The compiled sampling functions take the params as an argument, so the new sampler shares
+    them: no recompilation.
+    """
+    new = Sampler(self.config, self.model, params, self.tokenizer, step)
+    new._compiled = self._compiled  # pylint: disable=protected-access
+    return new
 
   @property
   def video_shape(self) -> tuple[int, int, int, int]:
@@ -71,12 +81,15 @@ class Sampler:
     return int(ssr.window), int(ssr.overlap)
 
   def sample_settings(self, **overrides) -> ml_collections.ConfigDict:
-    unknown = set(overrides) - set(self.config.sample.keys())
+    """config.sample's sampling settings (SAMPLE_KEYS) with `overrides`; other keys (e.g.
+    `batch_size`, `use_ema`) are not per-call settings and are rejected."""
+    unknown = set(overrides) - set(SAMPLE_KEYS)
     if unknown:
-      raise ValueError(f"unknown sample settings {sorted(unknown)}")
+      raise ValueError(f"unknown sample settings {sorted(unknown)}; expected some of "
+                       f"{list(SAMPLE_KEYS)}")
     cfg = ml_collections.ConfigDict({k: v for k, v in self.config.sample.items()
                                      if k in SAMPLE_KEYS})
-    cfg.update({k: v for k, v in overrides.items() if k in cfg})
+    cfg.update(overrides)
     return cfg
 
   def sample_fn(self, sample_cfg, t_start: float = 1.0, with_known: bool = False):
@@ -180,7 +193,7 @@ class Sampler:
                        f"{res // factor}, 3): this SSR model lifts {res // factor}px to {res}px")
     if low_res.shape[0] != len(prompts):
       raise ValueError(f"{low_res.shape[0]} low-resolution videos for {len(prompts)} prompts")
-    video = low_res.astype(np.float32) / 127.5 - 1.0 if low_res.dtype == np.uint8 else low_res
+    video = video_io.to_float(low_res) if low_res.dtype == np.uint8 else low_res
     cond = conditioning.upsample_video(jnp.asarray(video, jnp.float32), factor,
                                        self.config.ssr.upsample)
     return self(prompts, seed, cond=np.asarray(cond), progress=progress, **sample_overrides)
@@ -228,9 +241,7 @@ def load_sampler(workdir: str, step: int | None = None, use_ema: bool = True,
   """Restores a workdir's (EMA) params into a `Sampler`; `config` defaults to the workdir's."""
   config = config if config is not None else ckpt_lib.load_config(workdir)
   model, params, tokenizer, step = load_params(workdir, config, step, use_ema)
-  sampler = Sampler(config, model, params, tokenizer)
-  sampler.step = step
-  return sampler
+  return Sampler(config, model, params, tokenizer, step)
 
 
 def write_videos(videos: np.ndarray, prompts: Sequence[str], out_dir: str, fps: int) -> str:
@@ -273,7 +284,7 @@ def export_sampler(sampler: Sampler, path: str, batch_size: int,
     known_x, known_mask = conditioning.split_cond(cond) if cond_c == 4 else (cond, cond)
     video = fn(params, tokens, text_mask, rng, cond, jnp.zeros(shape, jnp.float32), known_x,
                known_mask)
-    return jnp.clip(jnp.round((video + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
+    return video_io.to_uint8(video)
 
   max_len = int(sampler.config.data.max_text_len)
   text_dim = (int(sampler.config.text.precomputed_dim)

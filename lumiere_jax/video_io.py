@@ -3,6 +3,8 @@ import os
 import re
 
 import av
+import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
@@ -13,15 +15,23 @@ def slugify(text: str, max_len: int = 60) -> str:
   return slug[:max_len].rstrip("_") or "prompt"
 
 
-def to_float(video: np.ndarray) -> np.ndarray:
-  """Maps a uint8 video in [0, 255] to float32 [-1, 1] (the inverse of `to_uint8`)."""
-  return np.asarray(video, dtype=np.float32) / 127.5 - 1.0
+def _array_lib(video):
+  """jnp for JAX arrays (also inside jit), np otherwise: one conversion for both."""
+  return jnp if isinstance(video, jax.Array) else np
 
 
-def to_uint8(video: np.ndarray) -> np.ndarray:
+def to_float(video):
+  """Maps a video in [0, 255] (uint8, or float after resizing) to float32 [-1, 1]; the inverse
+  of `to_uint8`."""
+  xp = _array_lib(video)
+  return xp.asarray(video, dtype=xp.float32) / 127.5 - 1.0
+
+
+def to_uint8(video):
   """Maps a float video in [-1, 1] to uint8 [0, 255]."""
-  video = np.asarray(video, dtype=np.float32)
-  return np.clip(np.round((video + 1.0) * 127.5), 0, 255).astype(np.uint8)
+  xp = _array_lib(video)
+  video = xp.asarray(video, dtype=xp.float32)
+  return xp.clip(xp.round((video + 1.0) * 127.5), 0, 255).astype(xp.uint8)
 
 
 def _upscale(video: np.ndarray, min_side: int) -> np.ndarray:

@@ -1,6 +1,7 @@
 """The checkpoint -> jit-compiled sampler path and the video files it writes."""
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -37,6 +38,22 @@ def test_bad_inputs_are_clear_errors(sampler):
     sampler(["a red square moves up"], cond=np.zeros((1,) + sampler.video_shape[:3] + (4,)))
   with pytest.raises(ValueError, match="unknown sample settings"):
     sampler(["a red square moves up"], guidanse=2.0)
+  for ignored in ("batch_size", "use_ema"):  # config.sample keys, but not per-call settings.
+    with pytest.raises(ValueError, match=f"unknown sample settings \\['{ignored}'\\]"):
+      sampler(["a red square moves up"], **{ignored: 1})
+
+
+def test_replace_swaps_the_params_and_shares_the_compiled_functions(sampler):
+  prompts = ["a red square moves up"]
+  first = sampler(prompts, seed=0)
+  zeroed = sampler.replace(jax.tree.map(lambda p: p * 0, sampler.params), step=123)
+  assert zeroed.step == 123 and sampler.step != 123
+  assert zeroed._compiled is sampler._compiled  # pylint: disable=protected-access
+  fn = next(iter(sampler._compiled.values()))  # pylint: disable=protected-access
+  cache_size = fn._cache_size()  # pylint: disable=protected-access
+  assert not np.array_equal(zeroed(prompts, seed=0), first)
+  assert fn._cache_size() == cache_size  # pylint: disable=protected-access  # No recompile.
+  np.testing.assert_array_equal(sampler(prompts, seed=0), first)  # The original is untouched.
 
 
 def test_missing_checkpoint_step_is_a_clear_error(trained):

@@ -12,6 +12,7 @@ import grain.python as grain
 import jax
 import numpy as np
 
+from lumiere_jax import video_io
 from lumiere_jax.data import render
 
 _NON_LABEL_KEYS = ("video", "caption", "text_embedding", "text_mask")
@@ -27,7 +28,7 @@ class DecodeVideo(grain.MapTransform):
   def map(self, element):
     out = {k: np.int32(v) for k, v in element.items()
            if k not in _NON_LABEL_KEYS and np.issubdtype(np.asarray(v).dtype, np.integer)}
-    out["video"] = element["video"].astype(np.float32) / 127.5 - 1.0
+    out["video"] = video_io.to_float(element["video"])
     caption = element["caption"]
     out["caption"] = caption.decode("utf-8") if isinstance(caption, bytes) else caption
     for key in ("text_embedding", "text_mask"):

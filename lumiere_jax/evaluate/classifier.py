@@ -22,6 +22,7 @@ from absl import logging
 from flax import serialization
 
 from lumiere_jax import progress as progress_lib
+from lumiere_jax import video_io
 from lumiere_jax.data import datasets
 from lumiere_jax.evaluate import frechet
 
@@ -65,7 +66,7 @@ def settings(cfg=None):
 
 
 def _normalize(videos):
-  return jnp.asarray(videos, jnp.float32) / 127.5 - 1.0
+  return jnp.asarray(video_io.to_float(videos))
 
 
 class Classifier:

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lumiere_jax import video_io
 from lumiere_jax.evaluate import frechet
 
 NUM_CLASSES = 400
@@ -229,7 +230,7 @@ def preprocess(videos, resolution=RESOLUTION):
   b, t = videos.shape[:2]
   x = jnp.asarray(videos, jnp.float32)
   x = jax.image.resize(x, (b, t, resolution, resolution, 3), "bilinear", antialias=False)
-  return 2.0 * x / 255.0 - 1.0
+  return video_io.to_float(x)
 
 
 class I3D:

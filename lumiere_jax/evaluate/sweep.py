@@ -207,8 +207,8 @@ def _run_cells(config, workdir, cells):
         sampler = sample_lib.load_sampler(workdir, cell["step"])
       elif sampler.step != cell["step"]:
         # Same model, new params: the compiled sampling functions are reused.
-        sampler.params = sample_lib.load_params(workdir, train_config, cell["step"])[1]
-        sampler.step = cell["step"]
+        sampler = sampler.replace(
+            sample_lib.load_params(workdir, train_config, cell["step"])[1], cell["step"])
       prompts = evaluator.prompts(cell["prompt_set"])
       start = time.time()
       videos = sampler(prompts, seed=cell["seed"], guidance=cell["guidance"],
