@@ -80,9 +80,28 @@ def _restore_error(mngr, step: int, error: Exception) -> CheckpointError:
                          f"({type(error).__name__}: {str(error).splitlines()[0][:200]}); {hint}")
 
 
+# Config sections that fix the train state's shapes: a checkpoint written under other values
+# cannot restore into this config's state, however intact it is.
+STATE_SECTIONS = ("model", "text", "data")
+
+
+def _changed_state_config(mngr, step: int, config: ml_collections.ConfigDict) -> list[str]:
+  """The STATE_SECTIONS keys whose values differ between step's saved config and `config`."""
+  saved = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+  now = config_to_dict(config)
+  return [f"{section}.{key}: {saved[section][key]!r} in the checkpoint, {now[section][key]!r} now"
+          for section in STATE_SECTIONS if section in saved and section in now
+          for key in sorted(set(saved[section]) | set(now[section]))
+          if saved[section].get(key) != now[section].get(key)]
+
+
 def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
-            data_iter: Any = None) -> Any:
-  """Restores the train state (onto the shardings of `abstract_state`) and the data iterator."""
+            data_iter: Any = None, config: ml_collections.ConfigDict | None = None) -> Any:
+  """Restores the train state (onto the shardings of `abstract_state`) and the data iterator.
+
+  With `config`, a failure under a config whose model/text/data differ from the checkpoint's
+  is reported as that change (not as a corrupt step to delete).
+  """
   items = dict(state=ocp.args.StandardRestore(abstract_state))
   if data_iter is not None:
     items["data"] = grain.PyGrainCheckpointRestore(data_iter)
@@ -90,6 +109,12 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
   try:
     restored = mngr.restore(step, args=ocp.args.Composite(**items))
   except Exception as e:  # Orbax/tensorstore raise many types; all mean "this step is unusable".
+    changed = _changed_state_config(mngr, step, config) if config is not None else []
+    if changed:
+      raise CheckpointError(
+          f"checkpoint step {step} in {mngr.directory} was written with another config, so its "
+          f"state does not fit this one ({'; '.join(changed[:5])}). Resume with the config it "
+          f"was trained with, or train into a new --workdir.") from e
     raise _restore_error(mngr, step, e) from e
   return restored["state"]
 

@@ -302,8 +302,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   workdir = check_workdir(workdir)
   is_chief = jax.process_index() == 0
-  if is_chief:
-    (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
   mesh = sharding_lib.create_mesh(config.mesh)
   logging.info("Mesh %s on %d devices, %d processes", dict(mesh.shape), jax.device_count(),
                jax.process_count())
@@ -322,6 +320,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer = metrics_lib.MetricWriter(workdir, enabled=is_chief)
   try:
     state = _restore_or_init(config, mngr, init_fn, abstract_state, state_sh, data_iter)
+    if is_chief:  # Only once the state fits it: a failed resume keeps the run's own config.
+      (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
     start_step = int(state.step)
     summary = dict(num_params=num_params, start_step=start_step, workdir=workdir)
     if start_step >= config.train.steps:
@@ -350,7 +350,7 @@ def _restore_or_init(config, mngr, init_fn, abstract_state, state_sh, data_iter)
   latest = mngr.latest_step()
   if latest is not None:
     logging.info("Resuming from own workdir step %d", latest)
-    return ckpt_lib.restore(mngr, latest, abstract_state, data_iter)
+    return ckpt_lib.restore(mngr, latest, abstract_state, data_iter, config)
   if config.resume:
     logging.info("Resuming train state from config.resume=%s", config.resume)
     state, _ = ckpt_lib.restore_subtree(config.resume, (), abstract_state)
@@ -440,7 +440,7 @@ def _sample_at_end(config, workdir, state, model, tokenizer, builder, step, writ
   if not config.train.sample_at_end:
     return
   params = state.ema_params if config.sample.use_ema else state.params
-  sampler = sample_lib.Sampler(config, model, params, tokenizer)
+  sampler = sample_lib.Sampler(config, model, params, tokenizer, step)
   prompts = list(config.sample.prompts)
   videos = sampler(prompts, seed=config.sample.seed, progress=True)
   out_dir = sample_lib.write_videos(videos, prompts, os.path.join(workdir, "samples", str(step)),

@@ -68,6 +68,25 @@ def test_rerun_resumes_from_checkpoint_and_reproduces_the_losses(trained, tmp_pa
   assert losses(resumed) == losses(rows)
 
 
+def test_resume_under_a_changed_model_config_names_the_change(trained, tmp_path):
+  """Not "corrupt, delete it": the step is intact, the --config is what changed; the run's own
+  config.json is kept."""
+  config, workdir, _ = trained
+  copy = tmp_path / "copy"
+  shutil.copytree(workdir, copy)
+  own_config = (copy / "config.json").read_text()
+  changed = config.copy_and_resolve_references()
+  changed.model.channels = (16, 48)
+  changed.train.steps = 6
+  with pytest.raises(train.ckpt_lib.CheckpointError) as error:
+    train.train_and_evaluate(changed, str(copy))
+  message = str(error.value)
+  assert "step 4" in message and "written with another config" in message, message
+  assert "model.channels: [16, 32] in the checkpoint, [16, 48] now" in message, message
+  assert "delete" not in message
+  assert (copy / "config.json").read_text() == own_config
+
+
 def test_two_stage_t2i_then_inflated_stunet_trains_only_temporal_params(tmp_path, data_dir):
   """Stage 1 trains the T2I U-Net; stage 2 inflates it and trains only temporal params."""
   del data_dir
