@@ -6,7 +6,6 @@ Machines differ (docs/benchmarks.md), so the float32 matmul peak is measured in 
 every step rate is reported as a fraction of it. FLOPs per step come from XLA's own count
 (`compiled.cost_analysis()`), not from a hand formula.
 """
-import importlib.util
 import json
 import os
 import sys
@@ -22,6 +21,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+import experiments
 from lumiere_jax import modeling
 from lumiere_jax import sharding as sharding_lib
 from lumiere_jax import train as train_lib
@@ -36,14 +36,6 @@ _OUT = flags.DEFINE_string("out", os.path.join(REPO, "benchmarks/results/cpu.jso
 _CONFIGS = flags.DEFINE_list("configs", ["tiny", "mid"], f"Configs to time: {sorted(CONFIGS)}.")
 _SECONDS = flags.DEFINE_float("seconds", 15.0, "Minimum timed wall time per measurement.")
 _SAMPLE_STEPS = flags.DEFINE_integer("sample_steps", 8, "Denoising steps N of the timed sampler.")
-
-
-def load_config(name: str, arg: str) -> ml_collections.ConfigDict:
-  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "experiments",
-                                                                   f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
 
 
 def time_fn(fn, min_seconds: float, min_reps: int = 3) -> float:
@@ -163,7 +155,7 @@ def main(argv):
   results = dict(devices=str(jax.devices()), jax=jax.__version__, cpu_count=os.cpu_count(),
                  matmul_peak_flops_per_s=peak, configs={})
   for name in _CONFIGS.value:
-    config = load_config(*CONFIGS[name])
+    config = experiments.load(*CONFIGS[name])
     train = bench_train(config, peak, _SECONDS.value)
     print(f"{name} train: {train}", flush=True)
     sample = bench_sample(config, _SAMPLE_STEPS.value, _SECONDS.value)

@@ -12,7 +12,6 @@ rejects programs that do not fit in HBM, so "fits" means "compiled").
 """
 import dataclasses
 import importlib.metadata
-import importlib.util
 import json
 import os
 import re
@@ -32,6 +31,7 @@ import jax.numpy as jnp
 import ml_collections
 from jax.experimental import topologies
 
+import experiments
 from lumiere_jax import modeling
 from lumiere_jax import sharding as sharding_lib
 from lumiere_jax import train as train_lib
@@ -100,14 +100,6 @@ _SAMPLE_ON = flags.DEFINE_list(
     "else 256 chips of each chip, 64 of v4).")
 _RESUME = flags.DEFINE_bool("resume", True, "Keep the rows of an earlier run in --out_json and "
                             "skip the compiles they already hold.")
-
-
-def load_config(name: str, arg: str) -> ml_collections.ConfigDict:
-  path = os.path.join(REPO, "experiments", f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"lumiere_{name}_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
 
 
 def required_libtpu() -> str:
@@ -180,7 +172,7 @@ def abstract_batch(config, batch: int, sharding) -> dict:
 
 
 def config_for(name: str, variant: str, num_chips: int, per_chip_batch: int):
-  config = load_config(name, variant)
+  config = experiments.load(name, variant)
   k = clip_split(variant)
   if num_chips % k:
     raise ValueError(f"{num_chips} chips cannot be split into groups of {k}")
@@ -587,11 +579,11 @@ def ssr_rows(log, results: dict, save, chips: int = 256) -> None:
   """`experiments/ssr.py:paper` on v5e: one MultiDiffusion sampling step over the base model's
   80-frame videos, and the train step (with remat if it does not fit without). Appends to
   `results["ssr"]` and saves after each compile; rows already there are not compiled again."""
-  config = load_config("ssr", "paper")
+  config = experiments.load("ssr", "paper")
   topo, devices = topology_devices("v5e", chips)
   config.mesh.shape = (1, chips)
   config.train.batch_size = chips
-  video_frames = load_config("base", "fsdp").data.num_frames
+  video_frames = experiments.load("base", "fsdp").data.num_frames
   window, overlap = config.ssr.window, config.ssr.overlap
   windows = len(multidiffusion.window_starts(video_frames, window, overlap))
   rows = results["ssr"]

@@ -15,13 +15,15 @@ _flags = os.environ.get("XLA_FLAGS", "")
 if "xla_force_host_platform_device_count" not in _flags:
   os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
 
-import importlib.util
 import pathlib
 import re
+import sys
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # The experiments/ configs, also when pytest is not run from REPO.
+import experiments  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -30,13 +32,7 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
-def load_experiment(name: str, arg: str = ""):
-  """`experiments/<name>.py:get_config(arg)`, as `--config=experiments/<name>.py:arg` loads it."""
-  spec = importlib.util.spec_from_file_location(f"experiments.{name}",
-                                                REPO / "experiments" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+load_experiment = experiments.load  # What --config=experiments/<name>.py:<arg> loads.
 
 
 def normalize_distribution(name: str) -> str:

@@ -66,12 +66,12 @@ def test_model_flops_do_not_count_remat_recompute(monkeypatch):
     config.model.remat = remat
     return config
 
-  monkeypatch.setattr(pod_plan, "load_config", lambda n, v: tiny(n, v, remat=True))
+  monkeypatch.setattr(pod_plan.experiments, "load", lambda n, v: tiny(n, v, remat=True))
   with_remat_config = pod_plan.model_flops_per_clip("tiny", "test")
   remat_config = pod_plan.config_for("tiny", "test", 1, 1)
   lowered, _ = pod_plan.lower_train(remat_config, jax.devices("cpu")[:1])
   recompute_counted = float(lowered.cost_analysis()["flops"])
-  monkeypatch.setattr(pod_plan, "load_config", lambda n, v: tiny(n, v, remat=False))
+  monkeypatch.setattr(pod_plan.experiments, "load", lambda n, v: tiny(n, v, remat=False))
   plain = pod_plan.model_flops_per_clip("tiny", "test")
   assert with_remat_config == plain > 0
   assert recompute_counted > 1.05 * plain  # The forward pass runs again in the backward pass.
