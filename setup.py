@@ -42,7 +42,7 @@ setuptools.setup(
     extras_require={
         "cpu": [f"jax[cpu]=={JAX_VERSION}"],
         "tpu": [f"jax[tpu]=={JAX_VERSION}"],
-        "test": ["pytest>=8,<10", "portpicker>=1.6.0"],  # portpicker: free ports in the tests.
+        "test": ["pytest>=8,<10", "pytest-xdist>=3.5", "portpicker>=1.6.0"],  # portpicker: free ports.
         "tensorboard": ["tensorboard>=2.21.0"],
     },
 )
