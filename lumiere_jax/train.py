@@ -119,6 +119,16 @@ def training_condition(video: jax.Array, rng: jax.Array) -> jax.Array:
   return jnp.concatenate([known * mask, mask], axis=-1)
 
 
+def ema_update(ema: Any, params: Any, step: jax.Array, max_decay: float) -> Any:
+  """EMA of the params after update `step` (0-based): decay min(max_decay, (1+step)/(10+step)).
+
+  The warm-up of the decay (0.1 at step 0) keeps the early EMA from being dominated by the
+  random init, which a constant 0.99 would average over for hundreds of steps.
+  """
+  decay = jnp.minimum(max_decay, (1.0 + step) / (10.0 + step))
+  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+
+
 def make_train_step(model, tx, schedule, config, mesh):
   """The pure train step: loss, grads (optionally accumulated), update, EMA.
 
@@ -168,8 +178,7 @@ def make_train_step(model, tx, schedule, config, mesh):
       loss, grads = jax.tree.map(lambda x: x / accum, (loss, grads))
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    decay = jnp.minimum(config.train.ema_decay, (1.0 + state.step) / (10.0 + state.step))
-    ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
+    ema = ema_update(state.ema_params, params, state.step, config.train.ema_decay)
     metrics = dict(loss=loss, grad_norm=optax.global_norm(grads), lr=schedule(state.step))
     return TrainState(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state,
                       rng=state.rng), metrics

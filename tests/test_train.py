@@ -117,6 +117,18 @@ def test_two_stage_t2i_then_inflated_stunet_trains_only_temporal_params(tmp_path
   assert not np.array_equal(kernel, identity), "temporal params did not train"
 
 
+def test_ema_update_follows_its_formula():
+  ema = {"a": np.array([1.0, -2.0], np.float32), "b": {"c": np.float32(4.0)}}
+  params = {"a": np.array([3.0, 0.0], np.float32), "b": {"c": np.float32(0.0)}}
+  for step, max_decay in ((0, 0.99), (5, 0.99), (1000, 0.99), (1000, 0.9)):
+    decay = min(max_decay, (1.0 + step) / (10.0 + step))
+    out = train.ema_update(ema, params, np.int32(step), max_decay)
+    np.testing.assert_allclose(out["a"], decay * ema["a"] + (1 - decay) * params["a"], rtol=1e-6)
+    np.testing.assert_allclose(out["b"]["c"], decay * 4.0, rtol=1e-6)
+  np.testing.assert_allclose(train.ema_update(ema, params, np.int32(0), 0.99)["a"],
+                             [2.8, -0.2], rtol=1e-6)  # Decay 0.1 at step 0: mostly the params.
+
+
 def test_unwritable_workdir_is_a_clear_error(tmp_path):
   blocker = tmp_path / "file"
   blocker.write_text("x")
