@@ -194,8 +194,6 @@ def run(config, workdir: str, *, prompts: Sequence[str] | None = None, image: st
     mask_px = read_mask(mask, res, frames if video else None)
     if mask_px.ndim == 3 and app == "cinemagraph":
       raise ValueError(f"a cinemagraph mask is one image, got the video {mask}")
-  ssr_cfg = config.get("ssr")
-  ssr_workdir = ssr_workdir or (ssr_cfg.get("workdir", "") if ssr_cfg else "")
 
   sampler = sample.load_sampler(workdir, step=step, use_ema=config.sample.use_ema, config=config)
   if sampler.cond_channels == 3:

@@ -40,7 +40,7 @@ flags.DEFINE_float("strength", None, "Video-to-video noise level in [0, 1] (defa
 flags.DEFINE_string("style_from", None, "Workdir of a (style) text-to-image run to interpolate.")
 flags.DEFINE_float("style_alpha", 0.7, "Weight of --style_from's spatial weights (0 = base model).")
 flags.DEFINE_string("ssr_workdir", None, "SSR run (experiments/ssr.py): also write the videos "
-                    "super-resolved (default: config.ssr.workdir if the config has one).")
+                    "super-resolved.")
 flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() (Cloud TPU: no args needed).")
 flags.DEFINE_string("coordinator_address", None,
                     "--multihost on CPU/GPU clusters: host:port of process 0's coordinator.")
