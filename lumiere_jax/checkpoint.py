@@ -87,9 +87,13 @@ STATE_SECTIONS = ("model", "text", "data")
 
 def _changed_state_config(mngr, step: int, config: ml_collections.ConfigDict) -> list[str]:
   """The STATE_SECTIONS keys whose values differ between step's saved config and `config`."""
-  saved = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+  try:
+    saved = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+  except Exception:  # pylint: disable=broad-except  # Unreadable too: the step is what is broken.
+    return []
   now = config_to_dict(config)
-  return [f"{section}.{key}: {saved[section][key]!r} in the checkpoint, {now[section][key]!r} now"
+  return [f"{section}.{key}: {saved[section].get(key)!r} in the checkpoint, "
+          f"{now[section].get(key)!r} now"
           for section in STATE_SECTIONS if section in saved and section in now
           for key in sorted(set(saved[section]) | set(now[section]))
           if saved[section].get(key) != now[section].get(key)]

@@ -77,12 +77,15 @@ def test_resume_under_a_changed_model_config_names_the_change(trained, tmp_path)
   own_config = (copy / "config.json").read_text()
   changed = config.copy_and_resolve_references()
   changed.model.channels = (16, 48)
+  with changed.unlocked():
+    changed.model.new_key = 1  # A key the checkpoint's config does not have at all.
   changed.train.steps = 6
   with pytest.raises(train.ckpt_lib.CheckpointError) as error:
     train.train_and_evaluate(changed, str(copy))
   message = str(error.value)
   assert "step 4" in message and "written with another config" in message, message
   assert "model.channels: [16, 32] in the checkpoint, [16, 48] now" in message, message
+  assert "model.new_key: None in the checkpoint, 1 now" in message, message
   assert "delete" not in message
   assert (copy / "config.json").read_text() == own_config
 
