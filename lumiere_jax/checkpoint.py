@@ -51,14 +51,15 @@ def _is_late_callback_of_abandoned_read(unraisable) -> bool:
   return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
 
 
-def _drop_late_callbacks_of_abandoned_reads() -> None:
-  """Keeps a failed restore's report to our one-line error; installed before every restore.
+def drop_late_callbacks_of_abandoned_reads() -> None:
+  """Keeps a failed restore's report to its one-line error; the command line installs it.
 
   When one tensorstore read fails, orbax's `asyncio.run` returns and closes its event loop while
   the other reads of that step are still in flight; each then completes into the closed loop and
   Python prints an unraisable "Event loop is closed" traceback, at a time that depends on thread
   scheduling. Those reads belong to the step we just declared unusable, so exactly that error is
-  dropped; every other unraisable exception still reaches the previous hook.
+  dropped; every other unraisable exception still reaches the previous hook. The hook is the
+  whole process's, so only the application (`main.py`) installs it; the library never does.
   """
   previous = sys.unraisablehook
   if getattr(previous, "drops_abandoned_reads", False):
@@ -109,7 +110,6 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract_state: Any,
   items = dict(state=ocp.args.StandardRestore(abstract_state))
   if data_iter is not None:
     items["data"] = grain.PyGrainCheckpointRestore(data_iter)
-  _drop_late_callbacks_of_abandoned_reads()
   try:
     restored = mngr.restore(step, args=ocp.args.Composite(**items))
   except Exception as e:  # Orbax/tensorstore raise many types; all mean "this step is unusable".
@@ -142,7 +142,6 @@ def restore_subtree(workdir: str, keys: tuple[str, ...], abstract_tree: Any,
   target = abstract_tree
   for key in reversed(keys):
     target = {key: target}
-  _drop_late_callbacks_of_abandoned_reads()
   try:
     restored = mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.PyTreeRestore(

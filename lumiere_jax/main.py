@@ -80,6 +80,9 @@ def run(argv) -> None:
     _die(f"--sampler must be one of {', '.join(samplers.SAMPLERS)}, got {FLAGS.sampler!r}")
   if FLAGS.num_steps is not None and FLAGS.num_steps < 1:
     _die(f"--num_steps must be >= 1, got {FLAGS.num_steps}")
+  # A failed restore is reported as one line: Orbax's late "Event loop is closed" callbacks of
+  # the abandoned reads would print tracebacks beside it.
+  checkpoint.drop_late_callbacks_of_abandoned_reads()
   try:
     # Sampling and evaluating a run need no --config: the workdir holds the one it trained with.
     config = FLAGS.config if FLAGS.config is not None else checkpoint.load_config(FLAGS.workdir)

@@ -2,6 +2,11 @@
 import sys
 import types
 
+import jax
+import jax.numpy as jnp
+import ml_collections
+import pytest
+
 from lumiere_jax import checkpoint as ckpt_lib
 
 
@@ -13,9 +18,9 @@ def _unraisable(exc):
 def test_failed_restore_drops_only_the_closed_loop_callbacks(monkeypatch):
   seen = []
   monkeypatch.setattr(sys, "unraisablehook", seen.append)
-  ckpt_lib._drop_late_callbacks_of_abandoned_reads()
+  ckpt_lib.drop_late_callbacks_of_abandoned_reads()
   installed = sys.unraisablehook
-  ckpt_lib._drop_late_callbacks_of_abandoned_reads()  # A second failed restore must not re-wrap.
+  ckpt_lib.drop_late_callbacks_of_abandoned_reads()  # Installing twice must not re-wrap.
   assert sys.unraisablehook is installed
 
   sys.unraisablehook(_unraisable(RuntimeError("Event loop is closed")))
@@ -24,3 +29,19 @@ def test_failed_restore_drops_only_the_closed_loop_callbacks(monkeypatch):
   for unraisable in other:
     sys.unraisablehook(unraisable)
   assert seen == other
+
+
+def test_library_restore_leaves_the_process_unraisablehook_alone(tmp_path, monkeypatch):
+  """Only the command line installs the filter: a failed library restore keeps the hook."""
+  sentinel = lambda unraisable: None  # pylint: disable=unnecessary-lambda-assignment
+  monkeypatch.setattr(sys, "unraisablehook", sentinel)
+  train_cfg = ml_collections.ConfigDict(dict(max_to_keep=2, async_checkpointing=False))
+  mngr = ckpt_lib.create_manager(str(tmp_path), train_cfg)
+  ckpt_lib.save(mngr, 1, {"w": jnp.ones((4,))}, None, ml_collections.ConfigDict(), force=True)
+  mngr.wait_until_finished()
+  wrong = {"w": jax.ShapeDtypeStruct((5,), jnp.float32)}  # Not the saved shape: restore fails.
+  with pytest.raises(ckpt_lib.CheckpointError):
+    ckpt_lib.restore(mngr, 1, wrong)
+  with pytest.raises(ckpt_lib.CheckpointError):
+    ckpt_lib.restore_subtree(str(tmp_path), ("w",), jax.ShapeDtypeStruct((5,), jnp.float32))
+  assert sys.unraisablehook is sentinel
