@@ -1,4 +1,9 @@
-"""The model of a config, its dummy inputs and abstract (unallocated) parameter shapes."""
+"""A whole experiment config's model: what training, sampling and the benchmarks build from it.
+
+`models/model.py` defines the network (Flax modules, from the `model` and `text` sub-configs
+only); this module ties it to the rest of the config: the vocabulary, the clip shape and text
+length of `config.data` (dummy inputs) and the abstract parameter shapes derived from them.
+"""
 from typing import Any
 
 import jax

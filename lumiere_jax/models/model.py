@@ -1,4 +1,8 @@
-"""LumiereModel: text encoder + (ST)U-Net behind the interface of docs/conventions.md."""
+"""LumiereModel: text encoder + (ST)U-Net behind the interface of docs/conventions.md.
+
+The network only: it reads the `model` and `text` sub-configs. Building it for a whole
+experiment config (vocabulary, input shapes, abstract params) is `lumiere_jax/modeling.py`.
+"""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
