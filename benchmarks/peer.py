@@ -135,17 +135,17 @@ def run(peer: Peer, config, rounds: int, seconds: float, min_reps: int) -> dict:
     holder[0], metrics = compiled(holder[0], batch)
     return metrics["loss"]
 
-  keys = ("jax_peak", "torch_peak", "jax_step_s", "torch_step_s")
-  per_round = {k: [] for k in keys}
+  measurements = {
+      "jax_peak": lambda: cpu.matmul_peak(seconds),
+      "torch_peak": lambda: peer.ask(cmd="peak", seconds=seconds)["matmul_peak_flops_per_s"],
+      "jax_step_s": lambda: cpu.time_fn(train, seconds, min_reps),
+      "torch_step_s": lambda: peer.ask(cmd="step", seconds=seconds, min_reps=min_reps)["step_s"],
+  }
+  per_round = {k: [] for k in measurements}
   for r in range(rounds):
-    per_round["jax_peak"].append(cpu.matmul_peak(seconds))
-    per_round["torch_peak"].append(peer.ask(cmd="peak", seconds=seconds)[
-        "matmul_peak_flops_per_s"])
-    per_round["jax_step_s"].append(cpu.time_fn(train, seconds, min_reps))
-    per_round["torch_step_s"].append(peer.ask(cmd="step", seconds=seconds, min_reps=min_reps)[
-        "step_s"])
-    print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.4g}" for k, v in
-                                                   per_round.items()), flush=True)
+    for key, measure in measurements.items():
+      per_round[key].append(measure())
+      print(f"round {r + 1}/{rounds}: {key} {per_round[key][-1]:.4g}", flush=True)
   med = {k: statistics.median(v) for k, v in per_round.items()}
   jax_side = dict(model="experiments/base.py:mid", params=params, flops_per_step=flops,
                   xla_flops_per_step=cpu.flops_of(compiled), step_s=med["jax_step_s"],
