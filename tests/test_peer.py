@@ -137,6 +137,7 @@ def test_peer_python_without_the_peer_packages_is_refused():
 @pytest.mark.parametrize("args, message", [
     ([], "error: --peer_python is required"),
     ([f"--peer_python={sys.executable}"], "error: the peer failed: cannot import the peer"),
+    ([f"--peer_python={sys.executable}", "--configs=tiny"], "error: --configs and --sample_steps"),
 ])
 def test_script_errors_are_one_line(args, message):
   proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "peer.py"), *args],
