@@ -78,7 +78,8 @@ def random_batch(config, batch_size: int) -> dict:
               text_mask=jnp.ones(mask.shape, bool))
 
 
-def bench_train(config, peak: float, min_seconds: float) -> dict:
+def train_setup(config):
+  """(jitted train step, initial state, random batch, parameter count) of `config`."""
   mesh = sharding_lib.create_mesh(config.mesh)
   model = modeling.build(config, config.data.vocab_size)
   init_fn, abstract, state_sh, (tx, schedule) = train_lib.create_train_state(model, config, mesh)
@@ -87,6 +88,11 @@ def bench_train(config, peak: float, min_seconds: float) -> dict:
   step = jax.jit(train_lib.make_train_step(model, tx, schedule, config, mesh),
                  in_shardings=(state_sh, sharding_lib.batch_sharding(mesh, config.mesh)),
                  out_shardings=(state_sh, None), donate_argnums=(0,))
+  return step, state, batch, model_lib.count_params(abstract.params)
+
+
+def bench_train(config, peak: float, min_seconds: float) -> dict:
+  step, state, batch, params = train_setup(config)
   compiled, compile_s = compile_timed(step, state, batch)
   flops = flops_of(compiled)
   holder = [state]
@@ -96,7 +102,7 @@ def bench_train(config, peak: float, min_seconds: float) -> dict:
     return metrics["loss"]
 
   sec = time_fn(run, min_seconds)
-  return dict(params=model_lib.count_params(abstract.params), batch=config.train.batch_size,
+  return dict(params=params, batch=config.train.batch_size,
               compile_s=compile_s, flops_per_step=flops, step_s=sec, steps_per_s=1.0 / sec,
               flops_per_s=flops / sec, fraction_of_peak=flops / sec / peak)
 
