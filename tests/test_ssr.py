@@ -1,4 +1,5 @@
 """SSR: conditioning, MultiDiffusion on a real (random-init) SSR STUNet, and the base -> SSR cascade."""
+import json
 import os
 
 import flax
@@ -11,23 +12,30 @@ from conftest import load_experiment
 from lumiere_jax import applications
 from lumiere_jax import modeling
 from lumiere_jax import sample
+from lumiere_jax import train
 from lumiere_jax.diffusion import conditioning
 from lumiere_jax.diffusion import multidiffusion
 from lumiere_jax.models import unet as unet_lib
-from test_applications import save_workdir
 
 PROMPTS = ["a red square moves up", "a blue circle moves down"]
 
 
 @pytest.fixture(scope="module")
-def ssr_dir(trained, tmp_path_factory):
-  """An SSR run (experiments/ssr.py:test, 16 -> 32 px) with random params."""
+def ssr_dir(data_dir, tmp_path_factory):
+  """An SSR run (experiments/ssr.py:test, 16 -> 32 px, 3 cond channels) trained for 2 steps."""
+  del data_dir  # Sets $LUMIERE_DATA_DIR.
   config = load_experiment("ssr", "test")
-  tokenizer = sample.load_sampler(str(trained[1])).tokenizer
-  model = modeling.build(config, tokenizer.vocab_size)
-  params = jax.jit(model.init)(jax.random.PRNGKey(0), *modeling.dummy_inputs(config))["params"]
-  return save_workdir(tmp_path_factory.mktemp("ssr"), config, flax.linen.meta.unbox(params),
-                      tokenizer)
+  config.train.update(steps=2, ckpt_every=2, log_every=1)
+  workdir = tmp_path_factory.mktemp("ssr")
+  train.train_and_evaluate(config, str(workdir))
+  return workdir
+
+
+def test_ssr_stage_trains_on_its_own_clips_downsampled(ssr_dir):
+  rows = [json.loads(l) for l in open(ssr_dir / "metrics.jsonl", encoding="utf-8")]
+  assert [r["step"] for r in rows if "loss" in r] == [1, 2]
+  assert all(np.isfinite(r["loss"]) and r["grad_norm"] > 0 for r in rows if "loss" in r)
+  assert sample.load_sampler(str(ssr_dir)).windows(8) == (4, 2)  # Its config: an SSR model.
 
 
 @pytest.fixture(scope="module")
