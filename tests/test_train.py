@@ -5,12 +5,17 @@ import shutil
 
 import flax
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from conftest import load_experiment
 from lumiere_jax import sample
 from lumiere_jax import train
+from lumiere_jax.data import datasets
+from lumiere_jax.evaluate import classifier as classifier_lib
 from lumiere_jax.models import unet
 
 
@@ -23,8 +28,9 @@ def test_train_writes_checkpoints_metrics_and_samples(trained):
   train_rows = [r for r in rows if "loss" in r]
   assert [r["step"] for r in train_rows] == [2, 4]
   assert all(np.isfinite(r["loss"]) and r["step_time"] > 0 for r in train_rows)
-  alignment = [r for r in rows if "eval/t2v/color_acc" in r]
-  assert len(alignment) == 1 and 0.0 <= alignment[0]["eval/t2v/color_acc"] <= 1.0
+  alignment = [r for r in rows if "eval/t2v/color_acc" in r]  # Scored: test_heldout_alignment.
+  assert len(alignment) == 1 and alignment[0]["eval/t2v/num_samples"] == (
+      config.train.eval_prompts * config.train.eval_seeds)
   out = workdir / "samples" / "4"
   names = sorted(os.listdir(out))
   assert "grid.png" in names and "prompts.txt" in names
@@ -34,6 +40,31 @@ def test_train_writes_checkpoints_metrics_and_samples(trained):
   assert len([n for n in names if n.endswith(".gif")]) == len(config.sample.prompts)
   assert os.path.exists(workdir / "tensorboard")
   assert os.path.exists(workdir / train.TOKENIZER_FILE)
+
+
+class _Replay:
+  """A stand-in text-to-video sampler that returns the given clips for any prompts and seed."""
+  cond_channels = 0
+
+  def __init__(self, clips):
+    self.clips = clips
+
+  def __call__(self, prompts, seed):
+    del prompts, seed
+    return self.clips
+
+
+def test_heldout_alignment_scores_the_samples_against_their_captions(trained):
+  """The end-of-training score: the test clips of the captions themselves score 1 on colour and
+  direction, and the same clips played backwards 0 on direction (their colours still right)."""
+  config, _, _ = trained
+  builder = datasets.build_dataset(config.data)
+  clips = classifier_lib.read_split(builder, "test", (), config.train.eval_prompts)[0]
+  real = train.heldout_alignment(_Replay(clips), builder, config)[0]["t2v"]
+  assert real["color_acc"] == real["direction_acc"] == 1.0, real
+  assert real["background_error"] == 0.0 and real["num_samples"] == 8
+  backwards = train.heldout_alignment(_Replay(clips[:, ::-1]), builder, config)[0]["t2v"]
+  assert backwards["color_acc"] == 1.0 and backwards["direction_acc"] == 0.0, backwards
 
 
 def test_text_encoder_params_train(trained):
@@ -187,3 +218,104 @@ def test_precomputed_text_features_train_and_sample(tmp_path, data_dir):
   config.text.precomputed_dim = 16
   with pytest.raises(ValueError, match="set both equal"):
     train.train_and_evaluate(config, str(tmp_path / "bad"))
+
+
+def _fixed_level_loss(denoise_fn, x0, text_emb, text_mask, cond, rng, diff_cfg, loss_mask=None):
+  """The model's x0 error at one noise level, without noise: a per-example mean with no random
+  draw, so no split of the batch can change it (the diffusion loss draws per micro-batch)."""
+  del rng, diff_cfg, loss_mask
+  pred = denoise_fn(0.5 * x0, jnp.full((x0.shape[0],), 0.5), text_emb, text_mask, cond)
+  return jnp.mean(jnp.square(pred - x0)), {}
+
+
+@pytest.fixture(scope="module")
+def sgd_steps():
+  """(state, batch, {grad_accum: compiled tiny:test train step}) with `_fixed_level_loss` and SGD
+  (learning rate in the optimizer state: 1, so a step subtracts the gradient itself)."""
+  config = load_experiment("tiny", "test")
+  # The accumulation does not depend on the model: the smallest one compiles fastest.
+  config.model.update(channels=(8, 16), pixel_skip=False, position_code=False, frame_film=False,
+                      text_layout=False)
+  mesh = train.sharding_lib.create_mesh(config.mesh, jax.devices()[:1])
+  model = train.modeling.build(config, config.data.vocab_size)
+  tx = optax.inject_hyperparams(optax.sgd)(learning_rate=1.0)
+  params = flax.linen.meta.unbox(jax.jit(model.init)(
+      jax.random.PRNGKey(0), *train.modeling.dummy_inputs(config))["params"])
+  state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params, ema_params=params,
+                           opt_state=tx.init(params), rng=jax.random.PRNGKey(1))
+  rng = np.random.default_rng(0)
+  x = train.modeling.dummy_inputs(config, config.train.batch_size)[0]
+  tokens = rng.integers(1, config.data.vocab_size, (x.shape[0], config.data.max_text_len))
+  batch = dict(video=rng.uniform(-1, 1, x.shape).astype(np.float32),
+               tokens=tokens.astype(np.int32), text_mask=np.ones(tokens.shape, bool))
+  steps = {}
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(train.losses, "diffusion_loss", _fixed_level_loss)
+    for accum in (1, 2):
+      config.train.grad_accum = accum
+      step = train.make_train_step(model, tx, optax.constant_schedule(1.0), config, mesh)
+      steps[accum] = jax.jit(step).lower(state, batch).compile()
+  return state, batch, steps
+
+
+def test_grad_accumulation_of_2_halves_equals_one_step_on_the_whole_batch(sgd_steps):
+  """grad_accum=2 over a batch of 2b: the mean of two b-example gradients, which is the 2b
+  gradient. Only the float32 summation order differs: tolerance 1e-5 of the largest gradient."""
+  state, batch, steps = sgd_steps
+  new = {accum: steps[accum](state, batch) for accum in (1, 2)}
+  grads = {accum: jax.tree.map(jnp.subtract, state.params, s.params)
+           for accum, (s, _) in new.items()}
+  scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads[1]))
+  diff = max(float(jnp.abs(a - b).max())
+             for a, b in zip(jax.tree.leaves(grads[1]), jax.tree.leaves(grads[2])))
+  print(f"largest gradient {scale:.3g}, largest difference {diff:.3g}")
+  assert scale > 0 and diff <= 1e-5 * scale
+  np.testing.assert_allclose(new[2][1]["loss"], new[1][1]["loss"], rtol=1e-6)
+
+
+def test_loss_falls_on_a_fixed_batch(sgd_steps):
+  state, batch, steps = sgd_steps
+  lr = state.opt_state.hyperparams["learning_rate"]
+  state = state.replace(
+      opt_state=state.opt_state._replace(hyperparams={"learning_rate": 0.05 * lr}))
+  losses = []
+  for _ in range(10):
+    state, metrics = steps[1](state, batch)
+    losses.append(float(metrics["loss"]))
+  print("losses on a fixed batch:", [round(l, 4) for l in losses])
+  assert losses[-1] < 0.9 * losses[0]
+
+
+def test_cond_model_from_a_t2v_run_starts_as_that_run(trained, tmp_path):
+  """tiny.py:cond with init_from = a text-to-video run: the step-0 state has the run's (EMA)
+  params and a zero `cond_in`, so the 7-channel model predicts what the run did, for any cond."""
+  config, workdir, _ = trained
+  cond = load_experiment("tiny", "cond")
+  assert cond.model.cond_channels == 4
+  for section in ("data", "text", "train", "sample"):
+    cond[section] = config[section]
+  cond.model = config.model.copy_and_resolve_references()
+  cond.model.cond_channels = 4
+  cond.init_from = str(workdir)
+  source = sample.load_sampler(str(workdir))
+  model = train.modeling.build(cond, source.tokenizer.vocab_size)
+  mesh = train.sharding_lib.create_mesh(cond.mesh)
+  init_fn, abstract, state_sh, _ = train.create_train_state(model, cond, mesh)
+  mngr = train.ckpt_lib.create_manager(str(tmp_path), cond.train)
+  # The start of train_and_evaluate: no checkpoint in the workdir, so init + init_from.
+  state = train._restore_or_init(  # pylint: disable=protected-access
+      cond, mngr, init_fn, abstract, state_sh, None)
+  mngr.close()
+  assert int(state.step) == 0
+  assert not np.any(np.asarray(state.params["unet"]["cond_in"]["kernel"]))
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2,) + source.video_shape).astype(np.float32)
+  t = np.array([0.3, 0.9], np.float32)
+  tokens = rng.integers(1, source.tokenizer.vocab_size, (2, config.data.max_text_len))
+  tokens = tokens.astype(np.int32)
+  mask = np.ones(tokens.shape, bool)
+  cond_input = rng.uniform(-1, 1, x.shape[:-1] + (4,)).astype(np.float32)
+  expected = jax.jit(source.model.apply)({"params": source.params}, x, t, tokens, mask)
+  out = jax.jit(model.apply)({"params": jax.device_get(state.params)}, x, t, tokens, mask,
+                             cond_input)
+  np.testing.assert_allclose(out, expected, atol=1e-5)

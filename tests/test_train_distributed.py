@@ -87,7 +87,8 @@ def _wait_for(condition, proc, what, timeout=300):
   deadline = time.monotonic() + timeout
   while not condition():
     if proc.poll() is not None:
-      pytest.fail(f"run ended (rc {proc.returncode}) before {what}:\n{proc.stderr.read()[-3000:]}")
+      err = proc.stderr.read()[-3000:] if proc.stderr else "(logged to a file)"
+      pytest.fail(f"run ended (rc {proc.returncode}) before {what}:\n{err}")
     if time.monotonic() > deadline:
       proc.kill()
       pytest.fail(f"timed out waiting for {what}")
@@ -255,24 +256,41 @@ main.main()
 """
 
 
-def test_two_process_multihost_run_reads_disjoint_shards(subprocess_env, tmp_path):
-  """2 processes x 2 CPU devices on localhost (gloo): train, checkpoint, each reads its shard."""
+def test_two_process_multihost_run_reads_disjoint_shards_and_stops_together_on_sigterm(
+    subprocess_env, tmp_path):
+  """2 processes x 2 CPU devices on localhost (gloo): each reads its shard; SIGTERM to both (a
+  preemption) makes both save the same step (JAX's preemption sync point) and exit 0."""
   workdir, port = tmp_path / "multihost", portpicker.pick_unused_port()
   env = dict(subprocess_env, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-  procs = [subprocess.Popen(
-      [sys.executable, "-c", _RECORD_FIRST_BATCH, str(tmp_path),
-       *_cli_args(workdir, "--config.train.steps=2", "--config.train.ckpt_every=2",
-                  "--multihost", f"--coordinator_address=127.0.0.1:{port}",
-                  "--num_processes=2", f"--process_id={i}")],
-      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
-  errs = [p.communicate(timeout=600)[1] for p in procs]
+  steps = 1000  # Never reached: the run is preempted after its first logged step.
+  # Logs go to files: a pipe nobody reads while waiting for the first step would fill and block.
+  logs = [tmp_path / f"process_{i}.log" for i in range(2)]
+  procs = []
+  for i, log in enumerate(logs):
+    with open(log, "w", encoding="utf-8") as f:
+      procs.append(subprocess.Popen(
+          [sys.executable, "-c", _RECORD_FIRST_BATCH, str(tmp_path),
+           *_cli_args(workdir, f"--config.train.steps={steps}",
+                      f"--config.train.ckpt_every={steps}", "--multihost",
+                      f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                      f"--process_id={i}")],
+          cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT, text=True))
+  _wait_for(lambda: _rows(workdir), procs[0], "the first step", timeout=600)
+  for p in procs:
+    p.send_signal(signal.SIGTERM)
+  for p in procs:
+    p.wait(timeout=600)
+  errs = [log.read_text(encoding="utf-8") for log in logs]
   for p, err in zip(procs, errs):
     assert p.returncode == 0, err[-3000:]
-  assert _checkpoints(workdir) == [2]
+  saved = _checkpoints(workdir)
+  assert len(saved) == 1 and 1 <= saved[0] < steps, saved
+  for err in errs:  # Both stopped at the step they saved together.
+    assert f"Preempted at step {saved[0]}:" in err, err[-3000:]
   assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(
-      os.listdir(workdir / "checkpoints" / "2" / "data"))  # Each process's iterator state.
-  assert [r["step"] for r in _rows(workdir)] == [1, 2]  # Only process 0 writes metrics.
+      os.listdir(workdir / "checkpoints" / str(saved[0]) / "data"))  # Each process's iterator.
+  # Only process 0 writes metrics.
+  assert [r["step"] for r in _rows(workdir)] == list(range(1, saved[0] + 1))
 
   # Which records each process read: its first batch, matched to the dataset by content.
   source = synthetic.build_dataset(_config().data, synthetic.resolve_data_dir(_config().data)

@@ -35,7 +35,10 @@ def _is_new(path) -> bool:
 def inflate(t2i_params, stunet_params_init):
   """Copies every T2I leaf into the STUNet tree; temporal (and `cond_in`) leaves keep their init.
 
-  Since temporal branches start as zero / identity, the result computes the T2I model per frame.
+  Temporal branches start with zero outputs and temporal down/upsampling as nearest neighbour in
+  time (keep the even frames, duplicate them), so the result computes the T2I model per frame on
+  a static clip, and on any clip without temporal downsampling. On a moving clip, a frame that
+  the downsampling drops sees the previous kept frame at the coarser levels.
   """
   src, dst = _flat(t2i_params), _flat(stunet_params_init)
   for path in src:

@@ -2,8 +2,10 @@
 
 Spatial ops run on `(B*T, H, W, C)` and temporal ops on `(B*H*W, T, C)`: factorized convolutions
 as reshapes, which run faster than 3D kernels (docs/benchmarks.md).
-Every temporal block leaves its input unchanged at init (zero-init output or identity kernel), so
-an inflated STUNet starts equal to the T2I U-Net applied per frame.
+Temporal blocks start with zero outputs and temporal down/upsampling as keeping the even frames /
+duplicating them (identity kernels), so an inflated STUNet starts equal to the T2I U-Net applied
+per frame on a static clip; on a moving one, a frame that the downsampling drops sees the previous
+kept frame at the coarser levels.
 """
 from typing import Any, Callable
 
