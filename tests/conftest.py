@@ -28,6 +28,23 @@ sys.path.insert(0, str(REPO))  # The experiments/ configs, also when pytest is n
 import experiments  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
+# The slowest test files, slowest first (`--durations` of a CI run): they run before all others.
+# pytest-xdist hands a worker a whole file whenever it runs low on work (`--dist loadfile`), in
+# collection order (`--no-loadscope-reorder` in pytest.ini; by default it would start with the
+# files that have the most tests, leaving these few-test, slow ones for the end, where one of
+# them could run alone while the other worker sits idle). test_train.py builds the shared
+# `trained` run first; the other worker meanwhile runs test_train_distributed.py, which does not
+# need it.
+SLOW_FILES_FIRST = ("test_train.py", "test_train_distributed.py", "test_applications.py",
+                    "test_tpu_compile.py", "test_unet.py", "test_ssr.py", "test_pod_plan.py",
+                    "test_samplers.py", "test_sweep.py", "test_detector.py")
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # Stable: keeps file order.
+
+
 def pytest_sessionfinish(session, exitstatus):
   del session, exitstatus
   if _OWN_CACHE:
