@@ -3,8 +3,9 @@
 # Extra arguments go to pytest, e.g. tests/test_train.py -x. VENV_EXTRAS=tpu also installs
 # libtpu, which the TPU AOT compile tests (tests/test_tpu_compile.py) need.
 # The suite runs in PYTEST_WORKERS (default 2) pytest-xdist processes, each taking whole test
-# files (module fixtures are built once); compiles are mostly single-threaded, so 2 processes
-# keep both cores of a 2-core machine busy. PYTEST_WORKERS=0 runs in this process.
+# files (module fixtures are built once), the slowest files first (tests/conftest.py); compiles
+# are mostly single-threaded, so 2 processes keep both cores of a 2-core machine busy.
+# PYTEST_WORKERS=0 runs in this process. pytest.ini prints the slowest tests (--durations).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 VENV_EXTRAS="test${VENV_EXTRAS:+,${VENV_EXTRAS}}" source launch/_venv.sh || exit 1

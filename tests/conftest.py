@@ -1,4 +1,6 @@
 """Test setup: 8 fake CPU devices, CPU platform, one compilation cache, deterministic and quiet."""
+import fcntl
+import json
 import os
 import shutil
 import tempfile
@@ -24,6 +26,23 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # The experiments/ configs, also when pytest is not run from REPO.
 import experiments  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+# The slowest test files, slowest first (`--durations` of a CI run): they run before all others.
+# pytest-xdist hands a worker a whole file whenever it runs low on work (`--dist loadfile`), in
+# collection order (`--no-loadscope-reorder` in pytest.ini; by default it would start with the
+# files that have the most tests, leaving these few-test, slow ones for the end, where one of
+# them could run alone while the other worker sits idle). test_train.py builds the shared
+# `trained` run first; the other worker meanwhile runs test_train_distributed.py, which does not
+# need it.
+SLOW_FILES_FIRST = ("test_train.py", "test_train_distributed.py", "test_applications.py",
+                    "test_tpu_compile.py", "test_unet.py", "test_ssr.py", "test_pod_plan.py",
+                    "test_samplers.py", "test_sweep.py", "test_detector.py")
+
+
+def pytest_collection_modifyitems(items):
+  rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # Stable: keeps file order.
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -69,12 +88,37 @@ def data_dir(tmp_path_factory):
   return path
 
 
+def _run_dir(tmp_path_factory) -> pathlib.Path:
+  """The directory all pytest-xdist workers of this run share (pytest's own basetemp if serial)."""
+  base = tmp_path_factory.getbasetemp()
+  return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def build_once(path: pathlib.Path, build):
+  """`build(path)`'s JSON-able result, built in `path` by the first of the processes that ask.
+
+  The others wait on a file lock and get the stored result. A failed build leaves no result, so
+  the next caller removes what it left in `path` and builds again.
+  """
+  result_file = path.with_name(path.name + ".json")
+  with open(path.with_name(path.name + ".lock"), "w", encoding="utf-8") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # Released when the file closes, also if build raises.
+    if not result_file.exists():
+      shutil.rmtree(path, ignore_errors=True)
+      result_file.write_text(json.dumps(build(path)), encoding="utf-8")
+  return json.loads(result_file.read_text(encoding="utf-8"))
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, data_dir):
-  """(config, workdir, summary) of one `tiny:test` training run shared by the session."""
+  """(config, workdir, summary) of one `tiny:test` training run shared by the whole run.
+
+  Built once per run, not once per pytest-xdist worker (`build_once`). Tests read it only: one
+  that writes into a workdir copies it first.
+  """
   from lumiere_jax import train  # pylint: disable=g-import-not-at-top
   del data_dir  # Sets $LUMIERE_DATA_DIR.
-  workdir = tmp_path_factory.mktemp("run")
   config = load_experiment("tiny", "test")
-  summary = train.train_and_evaluate(config, str(workdir))
+  workdir = _run_dir(tmp_path_factory) / "trained"
+  summary = build_once(workdir, lambda path: train.train_and_evaluate(config, str(path)))
   return config, workdir, summary
