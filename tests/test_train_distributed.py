@@ -242,26 +242,34 @@ import sys
 import jax
 import numpy as np
 from lumiere_jax import main
+from lumiere_jax import video_io
 from lumiere_jax.data import pipeline
-out_dir, make_global_batch = sys.argv[1], pipeline.make_global_batch
+out_dir, make_global_batch, write_mp4 = sys.argv[1], pipeline.make_global_batch, video_io.write_mp4
 def record(batch, *args, **kwargs):
   if not hasattr(record, "done"):
     record.done = True
     np.save(f"{out_dir}/first_batch_{jax.process_index()}.npy", batch["video"])
   return make_global_batch(batch, *args, **kwargs)
+def record_write(path, *args, **kwargs):
+  with open(f"{out_dir}/written_{jax.process_index()}.txt", "a") as f:
+    f.write(path + "\n")
+  return write_mp4(path, *args, **kwargs)
 pipeline.make_global_batch = record
+video_io.write_mp4 = record_write
 sys.argv = ["lumiere_jax.main"] + sys.argv[2:]
 main.main()
 """
 
 
 def test_two_process_multihost_run_reads_disjoint_shards(subprocess_env, tmp_path):
-  """2 processes x 2 CPU devices on localhost (gloo): train, checkpoint, each reads its shard."""
+  """2 processes x 2 CPU devices on localhost (gloo): train, checkpoint, each reads its shard;
+  then both sample over the 4-device mesh and every prompt's video is written exactly once."""
   workdir, port = tmp_path / "multihost", portpicker.pick_unused_port()
   env = dict(subprocess_env, XLA_FLAGS="--xla_force_host_platform_device_count=2")
   procs = [subprocess.Popen(
       [sys.executable, "-c", _RECORD_FIRST_BATCH, str(tmp_path),
        *_cli_args(workdir, "--config.train.steps=2", "--config.train.ckpt_every=2",
+                  "--config.train.sample_at_end=True", "--config.train.eval_prompts=3",
                   "--multihost", f"--coordinator_address=127.0.0.1:{port}",
                   "--num_processes=2", f"--process_id={i}")],
       cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -272,7 +280,9 @@ def test_two_process_multihost_run_reads_disjoint_shards(subprocess_env, tmp_pat
   assert _checkpoints(workdir) == [2]
   assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(
       os.listdir(workdir / "checkpoints" / "2" / "data"))  # Each process's iterator state.
-  assert [r["step"] for r in _rows(workdir)] == [1, 2]  # Only process 0 writes metrics.
+  # Only process 0 writes metrics: one row per step, one with the held-out scores.
+  assert [r["step"] for r in _rows(workdir) if "loss" in r] == [1, 2]
+  assert [r["step"] for r in _rows(workdir) if "eval/t2v/direction_acc" in r] == [2]
 
   # Which records each process read: its first batch, matched to the dataset by content.
   source = synthetic.build_dataset(_config().data, synthetic.resolve_data_dir(_config().data)
@@ -284,3 +294,18 @@ def test_two_process_multihost_run_reads_disjoint_shards(subprocess_env, tmp_pat
     assert videos.shape[0] == _config().train.batch_size // 2
     read = [index[np.round((v + 1) * 127.5).astype(np.uint8).tobytes()] for v in videos]
     assert all(p * half <= i < (p + 1) * half for i in read), (p, read)  # ShardByJaxProcess.
+
+  # Sampling at the end: the 2 config prompts and 3 held-out prompts x 2 seeds (6 videos, 3
+  # names repeated). Each process wrote its own block of each list (1 + 3 files) and nothing
+  # twice; together, every video once.
+  written = [(tmp_path / f"written_{p}.txt").read_text().split() for p in range(2)]
+  samples = workdir / "samples" / "2"
+  assert [len(w) for w in written] == [1 + 3, 1 + 3], written
+  every = written[0] + written[1]
+  assert len(set(every)) == len(every) == 2 + 6
+  for out_dir, count in ((samples, 2), (samples / "heldout", 6)):
+    slugs = [l.split("\t")[0] for l in (out_dir / "prompts.txt").read_text().splitlines()]
+    assert len(slugs) == count
+    assert sorted(str(out_dir / f"{s}.mp4") for s in slugs) == sorted(
+        w for w in every if os.path.dirname(w) == str(out_dir))
+    assert (out_dir / "grid.png").exists()
