@@ -309,7 +309,8 @@ def check_num_frames(config: ml_collections.ConfigDict, num_frames: int) -> tupl
                      f"{tuple(config.model.temporal_downsample)}), use a multiple of {factor}")
   if num_frames <= window:
     return None
-  overlap = int(config.sample.get("overlap", 0))
+  # Runs saved before `sample.overlap` existed get tiny.py's choice: half a window.
+  overlap = int(config.sample.get("overlap", window // 2))
   stride = window - overlap
   if not 0 <= overlap < window or stride % factor:
     raise ValueError(f"sample.overlap={overlap} must be in [0, {window}) with "

@@ -97,6 +97,8 @@ def test_check_num_frames(sampler):
   config.sample.overlap = 1
   with pytest.raises(ValueError, match="sample.overlap=1 must be"):
     sample.check_num_frames(config, 8)
+  del config.sample["overlap"]  # A run saved before sample.overlap: half a window.
+  assert sample.check_num_frames(config, 8) == (4, 2)
   with pytest.raises(ValueError, match="num_frames is for text-to-video"):
     sampler(["a red square moves up"], x_init=np.zeros((1,) + sampler.video_shape, np.float32),
             strength=0.5, num_frames=8)
