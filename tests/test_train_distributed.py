@@ -252,7 +252,7 @@ def record(batch, *args, **kwargs):
   return make_global_batch(batch, *args, **kwargs)
 def record_write(path, *args, **kwargs):
   with open(f"{out_dir}/written_{jax.process_index()}.txt", "a") as f:
-    f.write(path + "\n")
+    f.write(path + "\\n")
   return write_mp4(path, *args, **kwargs)
 pipeline.make_global_batch = record
 video_io.write_mp4 = record_write
@@ -266,12 +266,12 @@ def test_two_process_multihost_run_reads_disjoint_shards(subprocess_env, tmp_pat
   then both sample over the 4-device mesh and every prompt's video is written exactly once."""
   workdir, port = tmp_path / "multihost", portpicker.pick_unused_port()
   env = dict(subprocess_env, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  args = lambda i: [a.replace("sample_at_end=False", "sample_at_end=True") for a in _cli_args(
+      workdir, "--config.train.steps=2", "--config.train.ckpt_every=2",
+      "--config.train.eval_prompts=3", "--multihost", f"--coordinator_address=127.0.0.1:{port}",
+      "--num_processes=2", f"--process_id={i}")]
   procs = [subprocess.Popen(
-      [sys.executable, "-c", _RECORD_FIRST_BATCH, str(tmp_path),
-       *_cli_args(workdir, "--config.train.steps=2", "--config.train.ckpt_every=2",
-                  "--config.train.sample_at_end=True", "--config.train.eval_prompts=3",
-                  "--multihost", f"--coordinator_address=127.0.0.1:{port}",
-                  "--num_processes=2", f"--process_id={i}")],
+      [sys.executable, "-c", _RECORD_FIRST_BATCH, str(tmp_path), *args(i)],
       cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
       for i in range(2)]
   errs = [p.communicate(timeout=600)[1] for p in procs]
