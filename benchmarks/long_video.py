@@ -1,6 +1,6 @@
 r"""Long videos from the base model: temporal MultiDiffusion past the training length.
 
-  python benchmarks/long_video.py --workdir=<tiny t2v run> [--frames=8,16,32,64] \
+  python benchmarks/long_video.py --t2v_workdir=<tiny t2v run> [--frames=8,16,32,64] \
       [--num_videos=8] [--out=benchmarks/results/long_video.json]
 
 For each length N the same grid prompts are sampled with `--num_frames=N` (windows of the
@@ -29,10 +29,10 @@ from lumiere_jax.diffusion import multidiffusion
 from lumiere_jax.evaluate import alignment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_WORKDIR = flags.DEFINE_string("workdir", None, "Text-to-video run (e.g. the default job's).")
+_WORKDIR = flags.DEFINE_string("t2v_workdir", None, "Text-to-video run (e.g. the default job's).")
 _FRAMES = flags.DEFINE_list("frames", ["8", "16", "32", "64"], "Video lengths to sample.")
 _NUM = flags.DEFINE_integer("num_videos", 8, "Grid prompts per call.")
-_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_SEED = flags.DEFINE_integer("sample_seed", 0, "Sampling seed.")
 _OUT = flags.DEFINE_string("out", os.path.join(REPO, "benchmarks/results/long_video.json"),
                            "Where to write the JSON results.")
 
@@ -73,7 +73,7 @@ def _span(scores: list, key: str) -> str:
 def main(argv):
   del argv
   if not _WORKDIR.value:
-    sys.exit("error: --workdir is required")
+    sys.exit("error: --t2v_workdir is required")
   sampler = sample.load_sampler(_WORKDIR.value)
   prompts = alignment.grid_prompts(_NUM.value)
   frames = [int(f) for f in _FRAMES.value]
