@@ -43,7 +43,9 @@ def _on(sampler, devices, mesh_shape, batch_size=None, gather_params=False):
 # Max grey-level difference between videos sampled on 8 devices and on 1. Sharded, each device
 # runs the model on its own rows (another batch size per convolution), so XLA's CPU kernels sum
 # in another order: float32 rounding of ~1e-6, carried through the sampling steps, moves a few
-# pixels across a uint8 rounding boundary (measured: at most 1 level, well under 1% of pixels).
+# pixels across a uint8 rounding boundary. Measured on a 1000-step tiny.py run (8 grid prompts,
+# 8 x 32 x 32 frames, DDIM 32 steps): data 8 x 1 and fsdp 4 x 2 with gathered params both differ
+# from one device by at most 1 level in 0.0005% of the values.
 UINT8_ATOL, MAX_DIFFERENT = 1, 0.01
 
 
