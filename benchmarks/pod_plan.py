@@ -25,18 +25,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
-import flax
 import jax
-import jax.numpy as jnp
-import ml_collections
 from jax.experimental import topologies
 
 import experiments
 from lumiere_jax import modeling
+from lumiere_jax import sample as sample_lib
 from lumiere_jax import sharding as sharding_lib
 from lumiere_jax import train as train_lib
 from lumiere_jax.diffusion import multidiffusion
-from lumiere_jax.diffusion import samplers
 from lumiere_jax.models import model as model_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -216,44 +213,18 @@ def model_flops_per_clip(name: str, variant: str) -> float:
   return float(lowered.cost_analysis()["flops"])
 
 
-def compile_sample_step(config, devices, window: int = 0, overlap: int = 0,
-                        num_frames: int = 0) -> dict:
-  """One denoising step of the CFG sampler (the scan body) on `num_frames`-frame videos (default
-  the training length); with `window`, MultiDiffusion over windows of that many frames."""
+def compile_sample_step(config, devices, num_frames: int = 0) -> dict:
+  """One denoising step of the CFG sampler on `num_frames`-frame videos (default the training
+  length): the real `sample.Sampler` function (its jit over the config's mesh, params placed by
+  the logical-axis rules) with `num_steps=1`, for `config.train.batch_size` videos. An SSR
+  config runs MultiDiffusion over its `ssr.window`-frame windows, as the Sampler does."""
   mesh = sharding_lib.create_mesh(config.mesh, devices)
   model = modeling.build(config, config.data.vocab_size)
-  boxed = modeling.abstract_params(model, config)
-  p_sh = sharding_lib.logical_to_shardings(boxed, mesh, config.mesh)
-  params = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                        flax.linen.meta.unbox(boxed), p_sh)
-  batch_sh = sharding_lib.batch_sharding(mesh, config.mesh)
-  batch = abstract_batch(config, config.train.batch_size, batch_sh)
-  sample_cfg = ml_collections.ConfigDict(dict(sampler="ddim", num_steps=1,
-                                              guidance=config.sample.guidance, eta=0.0,
-                                              clip_x0=True))
-  shape = batch["video"].shape
-  if num_frames:
-    shape = shape[:1] + (num_frames,) + shape[2:]
-  cond = None
-  if config.model.cond_channels:
-    cond = jax.ShapeDtypeStruct(shape[:-1] + (config.model.cond_channels,), jnp.float32,
-                                sharding=batch_sh)
-
-  def fn(p, tokens, mask, c):
-    if config.mesh.get("gather_params", False):
-      p = sharding_lib.replicate(p, mesh)
-    emb = model.apply({"params": p}, tokens, mask, method=model.encode_text)
-    denoise = lambda x, t, e, m, cc: model.apply({"params": p}, x, t, e, m, cc,
-                                                 method=model.denoise)
-    if window:
-      denoise = multidiffusion.multidiffusion(denoise, shape[1], window, overlap)
-    return samplers.sample(denoise, jax.random.PRNGKey(0), shape, emb, mask, config.diffusion,
-                           sample_cfg, cond=c)
-
+  sampler = sample_lib.Sampler(config, model, sample_lib.abstract_params(model, config, mesh),
+                               tokenizer=None, mesh=mesh)
   t0 = time.perf_counter()
-  fn = sharding_lib.under_rules(fn, mesh, config.mesh)
-  compiled = jax.jit(fn, out_shardings=batch_sh).lower(params, batch["tokens"],
-                                                        batch["text_mask"], cond).compile()
+  compiled = sampler.lower(config.train.batch_size, num_frames or None, sampler="ddim",
+                           num_steps=1, eta=0.0, clip_x0=True).compile()
   cost = _cost(compiled)
   return dict(compile_s=time.perf_counter() - t0, memory=_memory(compiled),
               flops=float(cost.get("flops", 0.0)), bytes=float(cost.get("bytes accessed", 0.0)))
@@ -618,7 +589,7 @@ def ssr_rows(log, results: dict, save, chips: int = 256) -> None:
       if what == "train":
         row.update(compile_train(config, devices))
       else:
-        row.update(compile_sample_step(config, devices, window, overlap, video_frames))
+        row.update(compile_sample_step(config, devices, video_frames))
       row["fits"] = row["memory"]["peak"] <= CHIPS["v5e"].hbm_bytes
     except Exception as e:  # pylint: disable=broad-except
       if not _is_oom(e):

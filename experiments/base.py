@@ -54,7 +54,9 @@ def _paper(c: ml_collections.ConfigDict) -> None:
   c.data.text_embedding_dim = 4096  # T5-XXL features stored with the clips.
   c.train.update(steps=500_000, batch_size=256, lr=1e-4, warmup_steps=10_000,
                  weight_decay=0.0, ema_decay=0.9999, sample_at_end=False, eval_prompts=0)
-  c.sample.update(num_steps=256, guidance=8.0, batch_size=8)
+  # Long videos (--num_frames > 80): windows overlap by 16 frames, a multiple of the 8x temporal
+  # downsampling.
+  c.sample.update(num_steps=256, guidance=8.0, batch_size=8, overlap=16)
   # FSDP: params and optimizer moments sharded over every chip ("fsdp" axis); the batch over
   # both axes. `pod_plan.py` sets mesh.shape per topology.
   c.mesh.update(shape=(1, -1))

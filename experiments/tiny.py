@@ -98,6 +98,9 @@ def get_config(arg: str = ""):
       sampler="ddim", num_steps=32, guidance=3.0, eta=0.0, seed=0, clip_x0=True,
       spacing="uniform",
       prompts=SAMPLE_PROMPTS, use_ema=True, batch_size=8,
+      # Frames shared by neighbouring windows of a video longer than data.num_frames
+      # (--num_frames): half a window, so 16, 32 and 64 frames tile with stride 4.
+      overlap=4,
   ))
 
   # Evaluation sweeps (--mode=sweep; --mode=eval runs one checkpoint with c.sample's settings):
@@ -146,7 +149,7 @@ def get_config(arg: str = ""):
     c.text.update(width=32, num_layers=1, num_heads=2, mlp_dim=64)
     c.train.update(steps=4, batch_size=8, log_every=2, ckpt_every=2, warmup_steps=1,
                    async_checkpointing=False)
-    c.sample.update(num_steps=4, prompts=SAMPLE_PROMPTS[:2])
+    c.sample.update(num_steps=4, prompts=SAMPLE_PROMPTS[:2], overlap=2)
     c.train.eval_prompts = 4
     c.eval.update(guidance=(1.0, 3.0), num_steps=(2,), num_samples=4, num_videos=1)
     c.eval.classifier.update(steps=5, channels=(8,), feature_dim=8, max_train_examples=64)

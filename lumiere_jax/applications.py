@@ -170,17 +170,25 @@ def application_of(image: str | None, video: str | None, mask: str | None,
 def run(config, workdir: str, *, prompts: Sequence[str] | None = None, image: str | None = None,
         video: str | None = None, mask: str | None = None, strength: float | None = None,
         style_from: str | None = None, style_alpha: float = 0.7, ssr_workdir: str | None = None,
-        step: int | None = None, seed: int | None = None,
-        out_dir: str | None = None) -> list[str]:
+        step: int | None = None, seed: int | None = None, out_dir: str | None = None,
+        num_frames: int | None = None) -> list[str]:
   """`--mode=sample`: text-to-video or an application, optionally stylized and/or lifted by SSR.
 
   Returns the directories written: the base videos, then (with an SSR run) the high-resolution
   ones in `<out_dir>/ssr_<resolution>px`. The default out_dir is `workdir/samples/<step>`, plus
-  a subdirectory named after the application (and style) unless it is plain text-to-video.
+  a subdirectory named after the application, the style and a `num_frames` other than the
+  training length (`<N>frames`), unless it is plain text-to-video.
   """
   prompts = list(prompts) if prompts else list(config.sample.prompts)
   sample.check_prompts(prompts)  # Every input check before the (slow) checkpoint restore.
   app = application_of(image, video, mask, strength)
+  if num_frames is not None:
+    if app != "text_to_video":
+      raise ValueError(f"--num_frames is for text-to-video; {app} takes the input's length")
+    if config.model.cond_channels == 3:
+      raise ValueError(f"{workdir} is an SSR run: give a base model as --workdir and this one "
+                       "as --ssr_workdir")
+    sample.check_num_frames(config, num_frames)
   if style_from and not 0.0 <= style_alpha <= 1.0:
     raise ValueError(f"--style_alpha must be in [0, 1], got {style_alpha}")
   if app in COND_APPLICATIONS:
@@ -213,10 +221,11 @@ def run(config, workdir: str, *, prompts: Sequence[str] | None = None, image: st
     strength = DEFAULT_STRENGTH if strength is None else strength
     videos = video_to_video(sampler, video_px, prompts, strength, seed)
   else:
-    videos = sampler(prompts, seed=seed, progress=True)
+    videos = sampler(prompts, seed=seed, num_frames=num_frames, progress=True)
   logging.info("%s: %d videos in %.1fs", app, len(prompts), time.monotonic() - t0)
   names = [app] if app != "text_to_video" else []
   names += [f"style_alpha{style_alpha:g}"] if style_from else []
+  names += [f"{num_frames}frames"] if num_frames not in (None, frames) else []
   out_dir = out_dir or os.path.join(workdir, "samples", str(sampler.step), "_".join(names))
   written = [sample.write_videos(videos, prompts, out_dir, config.data.fps)]
   if ssr_workdir:

@@ -31,6 +31,9 @@ flags.DEFINE_string("sampler", None, "Sampler: ddim, ddpm or dpmpp_2m (DPM-Solve
                     "sets config.sample.sampler (--mode=sweep: config.eval.samplers).")
 flags.DEFINE_integer("num_steps", None, "Sampler steps: config.sample.num_steps (--mode=sweep: "
                      "config.eval.num_steps).")
+flags.DEFINE_integer("num_frames", None, "--mode=sample text-to-video length (default: "
+                     "data.num_frames); longer videos run as MultiDiffusion over windows of the "
+                     "training length overlapping by config.sample.overlap frames.")
 flags.DEFINE_string("out_dir", None, "Where --mode=sample writes (default: workdir/samples/<step>).")
 # Applications of --mode=sample (lumiere_jax/applications.py); masks: white = generated.
 flags.DEFINE_string("image", None, "Image-to-video; with --mask: cinemagraph (white = animated).")
@@ -78,6 +81,8 @@ def run(argv) -> None:
   from lumiere_jax.diffusion import samplers  # pylint: disable=g-import-not-at-top
   if FLAGS.sampler is not None and FLAGS.sampler not in samplers.SAMPLERS:
     _die(f"--sampler must be one of {', '.join(samplers.SAMPLERS)}, got {FLAGS.sampler!r}")
+  if FLAGS.num_frames is not None and FLAGS.mode != "sample":
+    _die(f"--num_frames is for --mode=sample, not --mode={FLAGS.mode}")
   if FLAGS.num_steps is not None and FLAGS.num_steps < 1:
     _die(f"--num_steps must be >= 1, got {FLAGS.num_steps}")
   # A failed restore is reported as one line: Orbax's late "Event loop is closed" callbacks of
@@ -97,7 +102,8 @@ def run(argv) -> None:
           config, FLAGS.workdir, prompts=FLAGS.prompt, image=FLAGS.image,
           video=FLAGS.video, mask=FLAGS.mask, strength=FLAGS.strength,
           style_from=FLAGS.style_from, style_alpha=FLAGS.style_alpha,
-          ssr_workdir=FLAGS.ssr_workdir, step=FLAGS.step, seed=FLAGS.seed, out_dir=FLAGS.out_dir)
+          ssr_workdir=FLAGS.ssr_workdir, step=FLAGS.step, seed=FLAGS.seed, out_dir=FLAGS.out_dir,
+          num_frames=FLAGS.num_frames)
       print("\n".join(f"Videos: {d}" for d in out_dirs), flush=True)
     elif FLAGS.mode == "eval":
       out = sweep.run_eval(config, FLAGS.workdir, step=FLAGS.step)

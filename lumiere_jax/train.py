@@ -454,7 +454,8 @@ def _sample_at_end(config, workdir, state, model, tokenizer, builder, step, writ
   videos = sampler(prompts, seed=config.sample.seed, progress=True)
   out_dir = sample_lib.write_videos(videos, prompts, os.path.join(workdir, "samples", str(step)),
                                     config.data.fps)
-  writer.image(step, "samples", np.asarray(Image.open(os.path.join(out_dir, "grid.png"))))
+  if jax.process_index() == 0:  # Process 0 writes the grid (`sample.write_videos`).
+    writer.image(step, "samples", np.asarray(Image.open(os.path.join(out_dir, "grid.png"))))
   if config.data.name == "synthetic_clips" and config.train.eval_prompts:
     scored, (videos, prompts) = heldout_alignment(sampler, builder, config)
     # The first held-out samples as files and a grid, next to the config prompts' ones.

@@ -27,6 +27,17 @@ def run_main(*args, env=None):
     (["--workdir=/tmp/x", "--mode=sample", "--sampler=euler"],
      "error: --sampler must be one of ddim, ddpm, dpmpp_2m, got 'euler'"),
     (["--workdir=/tmp/x", "--mode=sample", "--num_steps=0"], "error: --num_steps must be >= 1"),
+    # tiny:test trains on 4 frames and halves them once in time; windows overlap by 2.
+    (["--config=experiments/tiny.py:test", "--workdir=/tmp/x", "--mode=sample", "--num_frames=7"],
+     "error: num_frames=7 does not fit the temporal downsampling"),
+    (["--config=experiments/tiny.py:test", "--workdir=/tmp/x", "--mode=sample", "--num_frames=10",
+      "--config.sample.overlap=0"],
+     "error: num_frames=10 cannot be tiled by 4-frame windows overlapping by 0 (stride 4): use 8 "
+     "or 12"),
+    (["--config=experiments/tiny.py:test", "--workdir=/tmp/x", "--mode=sample", "--num_frames=8",
+      "--image=x.png"], "error: --num_frames is for text-to-video"),
+    (["--config=experiments/tiny.py:test", "--workdir=/tmp/x", "--num_frames=8"],
+     "error: --num_frames is for --mode=sample, not --mode=train"),
 ])
 def test_bad_flags_give_one_error_line(args, message):
   code, lines = run_main(*args)

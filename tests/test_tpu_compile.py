@@ -46,8 +46,14 @@ def test_tiny_train_step_compiles_for_v5e_2x2(v5e_2x2):
   assert row["params"] > 0
 
 
-def test_tiny_sampler_compiles_for_v5e_2x2(v5e_2x2):
+def test_tiny_sampler_compiles_for_v5e_2x2(v5e_2x2, monkeypatch):
+  """The planner compiles the Sampler's own jitted function (what users run), not a twin."""
+  calls = []
+  jitted = pod_plan.sample_lib.Sampler.jitted
+  record = lambda self, *args: calls.append(self.mesh.devices.size) or jitted(self, *args)
+  monkeypatch.setattr(pod_plan.sample_lib.Sampler, "jitted", record)
   row = pod_plan.compile_sample_step(tiny_config(), v5e_2x2)
+  assert calls == [4]
   assert 0 < row["memory"]["peak"] < V5E_HBM
   assert row["flops"] > 0
 

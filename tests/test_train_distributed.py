@@ -243,54 +243,64 @@ import sys
 import jax
 import numpy as np
 from lumiere_jax import main
+from lumiere_jax import video_io
 from lumiere_jax.data import pipeline
-out_dir, make_global_batch = sys.argv[1], pipeline.make_global_batch
+out_dir, make_global_batch, write_mp4 = sys.argv[1], pipeline.make_global_batch, video_io.write_mp4
 def record(batch, *args, **kwargs):
   if not hasattr(record, "done"):
     record.done = True
     np.save(f"{out_dir}/first_batch_{jax.process_index()}.npy", batch["video"])
   return make_global_batch(batch, *args, **kwargs)
+def record_write(path, *args, **kwargs):
+  with open(f"{out_dir}/written_{jax.process_index()}.txt", "a") as f:
+    f.write(path + "\\n")
+  return write_mp4(path, *args, **kwargs)
 pipeline.make_global_batch = record
+video_io.write_mp4 = record_write
 sys.argv = ["lumiere_jax.main"] + sys.argv[2:]
 main.main()
 """
 
 
-def test_two_process_multihost_run_reads_disjoint_shards_and_stops_together_on_sigterm(
+def test_two_process_multihost_run_reads_disjoint_shards_samples_and_stops_on_sigterm(
     subprocess_env, tmp_path):
-  """2 processes x 2 CPU devices on localhost (gloo): each reads its shard; SIGTERM to both (a
-  preemption) makes both save the same step (JAX's preemption sync point) and exit 0."""
+  """2 processes x 2 CPU devices on localhost (gloo): train, checkpoint, each reads its shard,
+  then both sample over the 4-device mesh and every prompt's video is written exactly once.
+  Resumed for more steps, SIGTERM to both (a preemption) makes both save the same step (JAX's
+  preemption sync point) and exit 0."""
   workdir, port = tmp_path / "multihost", portpicker.pick_unused_port()
   env = dict(subprocess_env, XLA_FLAGS="--xla_force_host_platform_device_count=2")
-  steps = 1000  # Never reached: the run is preempted after its first logged step.
-  # Logs go to files: a pipe nobody reads while waiting for the first step would fill and block.
+  # Logs go to files: a pipe nobody reads while waiting for a step would fill and block.
   logs = [tmp_path / f"process_{i}.log" for i in range(2)]
-  procs = []
-  for i, log in enumerate(logs):
-    with open(log, "w", encoding="utf-8") as f:
-      procs.append(subprocess.Popen(
-          [sys.executable, "-c", _RECORD_FIRST_BATCH, str(tmp_path),
-           *_cli_args(workdir, f"--config.train.steps={steps}",
-                      f"--config.train.ckpt_every={steps}", "--multihost",
-                      f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-                      f"--process_id={i}")],
-          cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT, text=True))
-  _wait_for(lambda: _rows(workdir), procs[0], "the first step", timeout=600)
-  for p in procs:
-    p.send_signal(signal.SIGTERM)
-  for p in procs:
-    p.wait(timeout=600)
-  errs = [log.read_text(encoding="utf-8") for log in logs]
-  for p, err in zip(procs, errs):
-    assert p.returncode == 0, err[-3000:]
-  saved = _checkpoints(workdir)
-  assert len(saved) == 1 and 1 <= saved[0] < steps, saved
-  for err in errs:  # Both stopped at the step they saved together.
-    assert f"Preempted at step {saved[0]}:" in err, err[-3000:]
+
+  def start(*extra):
+    procs = []
+    for i, log in enumerate(logs):
+      args = [a.replace("sample_at_end=False", "sample_at_end=True") for a in _cli_args(
+          workdir, *extra, "--multihost", f"--coordinator_address=127.0.0.1:{port}",
+          "--num_processes=2", f"--process_id={i}")]
+      with open(log, "w", encoding="utf-8") as f:
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", _RECORD_FIRST_BATCH, str(tmp_path), *args],
+            cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT, text=True))
+    return procs
+
+  def finish(procs):
+    for p in procs:
+      p.wait(timeout=600)
+    errs = [log.read_text(encoding="utf-8") for log in logs]
+    for p, err in zip(procs, errs):
+      assert p.returncode == 0, err[-3000:]
+    return errs
+
+  finish(start("--config.train.steps=2", "--config.train.ckpt_every=2",
+               "--config.train.eval_prompts=3"))
+  assert _checkpoints(workdir) == [2]
   assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(
-      os.listdir(workdir / "checkpoints" / str(saved[0]) / "data"))  # Each process's iterator.
-  # Only process 0 writes metrics.
-  assert [r["step"] for r in _rows(workdir)] == list(range(1, saved[0] + 1))
+      os.listdir(workdir / "checkpoints" / "2" / "data"))  # Each process's iterator state.
+  # Only process 0 writes metrics: one row per step, one with the held-out scores.
+  assert [r["step"] for r in _rows(workdir) if "loss" in r] == [1, 2]
+  assert [r["step"] for r in _rows(workdir) if "eval/t2v/direction_acc" in r] == [2]
 
   # Which records each process read: its first batch, matched to the dataset by content.
   source = synthetic.build_dataset(_config().data, synthetic.resolve_data_dir(_config().data)
@@ -302,3 +312,34 @@ def test_two_process_multihost_run_reads_disjoint_shards_and_stops_together_on_s
     assert videos.shape[0] == _config().train.batch_size // 2
     read = [index[np.round((v + 1) * 127.5).astype(np.uint8).tobytes()] for v in videos]
     assert all(p * half <= i < (p + 1) * half for i in read), (p, read)  # ShardByJaxProcess.
+
+  # Sampling at the end: the 2 config prompts and 3 held-out prompts x 2 seeds (6 videos, 3
+  # names repeated). Each process wrote its own block of each list (1 + 3 files) and nothing
+  # twice; together, every video once.
+  written = [(tmp_path / f"written_{p}.txt").read_text().split() for p in range(2)]
+  samples = workdir / "samples" / "2"
+  assert [len(w) for w in written] == [1 + 3, 1 + 3], written
+  every = written[0] + written[1]
+  assert len(set(every)) == len(every) == 2 + 6
+  for out_dir, count in ((samples, 2), (samples / "heldout", 6)):
+    slugs = [l.split("\t")[0] for l in (out_dir / "prompts.txt").read_text().splitlines()]
+    assert len(slugs) == count
+    assert sorted(str(out_dir / f"{s}.mp4") for s in slugs) == sorted(
+        w for w in every if os.path.dirname(w) == str(out_dir))
+    assert (out_dir / "grid.png").exists()
+
+  # Preemption: resumed for many more steps, SIGTERM to both after the first new step.
+  steps = 1000  # Never reached.
+  procs = start(f"--config.train.steps={steps}", f"--config.train.ckpt_every={steps}")
+  _wait_for(lambda: any(r["step"] > 2 for r in _rows(workdir) if "loss" in r), procs[0],
+            "the first resumed step", timeout=600)
+  for p in procs:
+    p.send_signal(signal.SIGTERM)
+  errs = finish(procs)
+  saved = _checkpoints(workdir)
+  assert len(saved) == 2 and saved[0] == 2 and 2 < saved[1] < steps, saved
+  for err in errs:  # Both stopped at the step they saved together.
+    assert f"Preempted at step {saved[1]}:" in err, err[-3000:]
+  assert {"process_0-of-2.json", "process_1-of-2.json"} <= set(
+      os.listdir(workdir / "checkpoints" / str(saved[1]) / "data"))
+  assert [r["step"] for r in _rows(workdir) if "loss" in r] == list(range(1, saved[1] + 1))

@@ -63,13 +63,20 @@ def _noise_to(x0, noise, t, diff_cfg):
   return alpha * x0 + sigma * noise
 
 
+def _split(keys, num):
+  """Per-example keys (B, 2) -> (num, B, 2): each example's key split on its own."""
+  return jnp.swapaxes(jax.vmap(lambda k: jax.random.split(k, num))(keys), 0, 1)
+
+
 def sample(denoise_fn, rng, shape, text_emb, text_mask, diff_cfg, sample_cfg, cond=None,
            x_init=None, t_start=1.0, known=None):
   """Generates videos by integrating from t_start down to 0 in sample_cfg.num_steps steps.
 
   Args:
     denoise_fn: (x_t, t, text_emb, text_mask, cond) -> prediction of type diff_cfg.prediction.
-    rng: PRNG key; the same key gives the same output.
+    rng: a PRNG key, or one key per example `(B, 2)`: then example i's draws depend on its
+      key alone, not on the batch around it (the Sampler's per-prompt keys). The same keys
+      give the same output.
     shape: static output shape (B, T, H, W, C).
     text_emb: (B, L, D) caption embeddings; text_mask: bool (B, L).
     diff_cfg: config.diffusion (schedule, prediction).
@@ -107,11 +114,14 @@ def sample(denoise_fn, rng, shape, text_emb, text_mask, diff_cfg, sample_cfg, co
   if t_start == 0.0:
     return paste_known(x_init, None if known is None else known[0])
 
-  init_rng, known_rng, step_rng = jax.random.split(rng, 3)
-  noise = schedules.noise(init_rng, shape)
+  keys = jax.random.split(rng, shape[0]) if jnp.ndim(rng) == 1 else rng
+  if keys.shape[0] != shape[0]:
+    raise ValueError(f'{keys.shape[0]} per-example keys for a batch of {shape[0]}')
+  init_keys, known_keys, step_keys = _split(keys, 3)
+  noise = schedules.example_noise(init_keys, shape)
   x = noise if x_init is None else _noise_to(x_init, noise, t_start, diff_cfg)
   if known is not None:
-    x = paste_known(x, _noise_to(known[0], schedules.noise(known_rng, shape), t_start,
+    x = paste_known(x, _noise_to(known[0], schedules.example_noise(known_keys, shape), t_start,
                                  diff_cfg))
   fn = guided_denoise(denoise_fn, sample_cfg.guidance)
   ts = time_grid(t_start, num_steps, sample_cfg.get('spacing', 'uniform'), diff_cfg)
@@ -121,7 +131,7 @@ def sample(denoise_fn, rng, shape, text_emb, text_mask, diff_cfg, sample_cfg, co
   def step(carry, inputs):
     x, x0_prev, h_prev = carry
     t, s, key, first = inputs
-    noise_key, known_key = jax.random.split(key)
+    noise_key, known_key = _split(key, 2)
     lsnr_t, lsnr_s = schedules.logsnr(t, diff_cfg), schedules.logsnr(s, diff_cfg)
     alpha_t, sigma_t = schedules.alpha_sigma_from_logsnr(lsnr_t)
     alpha_s, sigma_s = schedules.alpha_sigma_from_logsnr(lsnr_s)
@@ -144,14 +154,13 @@ def sample(denoise_fn, rng, shape, text_emb, text_mask, diff_cfg, sample_cfg, co
       var = eta**2 * sigma_s**2 * -jnp.expm1(lsnr_t - lsnr_s)
       x_s = alpha_s * x0 + jnp.sqrt(jnp.maximum(sigma_s**2 - var, 0.0)) * eps
       if eta > 0.0:
-        x_s = x_s + jnp.sqrt(var) * schedules.noise(noise_key, shape)
+        x_s = x_s + jnp.sqrt(var) * schedules.example_noise(noise_key, shape)
     if known is not None:
-      x_s = paste_known(x_s, _noise_to(known[0], schedules.noise(known_key, shape), s,
+      x_s = paste_known(x_s, _noise_to(known[0], schedules.example_noise(known_key, shape), s,
                                        diff_cfg))
     return (x_s, x0, h), None
 
-  keys = jax.random.split(step_rng, num_steps)
   first = jnp.arange(num_steps) == 0
   init = (x, jnp.zeros(shape, jnp.float32), jnp.ones((), jnp.float32))
-  (_, x0, _), _ = jax.lax.scan(step, init, (ts[:-1], ts[1:], keys, first))
+  (_, x0, _), _ = jax.lax.scan(step, init, (ts[:-1], ts[1:], _split(step_keys, num_steps), first))
   return paste_known(x0, None if known is None else known[0])

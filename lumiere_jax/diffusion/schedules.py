@@ -111,6 +111,13 @@ def noise(rng, shape, dtype=jnp.float32):
   shape = tuple(shape)
   if len(shape) < 2:
     return jax.random.normal(rng, shape, dtype)
+  return example_noise(jax.random.split(rng, shape[0]), shape, dtype)
+
+
+def example_noise(keys, shape, dtype=jnp.float32):
+  """Noise of `shape` whose row i is drawn from `keys[i]` alone, so a row's noise does not
+  depend on the batch it is in (the sampler's per-prompt keys)."""
+  shape = tuple(shape)
   size = int(np.prod(shape[1:]))
   draw = lambda key: jax.random.normal(key, (size,), dtype).reshape(shape[1:])
-  return jax.vmap(draw)(jax.random.split(rng, shape[0]))
+  return jax.vmap(draw)(keys)
