@@ -1,7 +1,7 @@
 r"""Long videos from the base model: temporal MultiDiffusion past the training length.
 
   python benchmarks/long_video.py --t2v_workdir=<tiny t2v run> [--frames=8,16,32,64] \
-      [--num_videos=8] [--out=benchmarks/results/long_video.json]
+      [--num_videos=8] [--out_file=benchmarks/results/long_video.json]
 
 For each length N the same grid prompts are sampled with `--num_frames=N` (windows of the
 training length, overlapping by `config.sample.overlap`), and it reports:
@@ -33,7 +33,7 @@ _WORKDIR = flags.DEFINE_string("t2v_workdir", None, "Text-to-video run (e.g. the
 _FRAMES = flags.DEFINE_list("frames", ["8", "16", "32", "64"], "Video lengths to sample.")
 _NUM = flags.DEFINE_integer("num_videos", 8, "Grid prompts per call.")
 _SEED = flags.DEFINE_integer("sample_seed", 0, "Sampling seed.")
-_OUT = flags.DEFINE_string("out", os.path.join(REPO, "benchmarks/results/long_video.json"),
+_OUT = flags.DEFINE_string("out_file", os.path.join(REPO, "benchmarks/results/long_video.json"),
                            "Where to write the JSON results.")
 
 SCORES = ("color_acc", "shape_acc", "direction_acc")
