@@ -228,11 +228,10 @@ class Sampler:
                        f"{shape[:-1] + (self.cond_channels,)}")
     tokens, mask = self.tokenizer.encode_prompts(list(prompts), self.config.data.max_text_len)
     fn = self.jitted(sample_cfg, float(strength), known is not None)
-    base_key = jax.random.PRNGKey(seed)
     zeros = np.zeros((1,) + shape[1:], np.float32)  # Broadcast rows for absent inputs.
     arrays = dict(
         tokens=tokens, mask=mask,
-        rngs=np.asarray(jax.vmap(lambda i: jax.random.fold_in(base_key, i))(jnp.arange(n))),
+        rngs=prompt_keys(seed, n),
         cond=cond if cond is not None else np.zeros(
             (1,) + shape[1:-1] + (max(self.cond_channels, 1),), np.float32),
         x_init=x_init if x_init is not None else zeros,
@@ -321,6 +320,12 @@ def check_num_frames(config: ml_collections.ConfigDict, num_frames: int) -> tupl
                      f"overlapping by {overlap} (stride {stride}): use {below} or "
                      f"{below + stride} (or set --config.sample.overlap)")
   return window, overlap
+
+
+def prompt_keys(seed: int, n: int) -> np.ndarray:
+  """(n, 2) keys: prompt i samples from `fold_in(PRNGKey(seed), i)` (Sampler and export alike)."""
+  key = jax.random.PRNGKey(seed)
+  return np.asarray(jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(n)))
 
 
 def process_share(n: int, process: int | None = None, count: int | None = None) -> range:
@@ -489,10 +494,8 @@ def load_exported(path: str):
       raise ValueError(f"{len(prompts)} prompts for an export with batch_size={bs}")
     tokens, mask = tokenizer.encode_prompts(list(prompts), meta["max_text_len"])
     cond = np.zeros((len(prompts),) + cond_shape[1:], np.float32) if cond is None else cond
-    key = jax.random.PRNGKey(seed)
-    rngs = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(len(prompts)))
     videos = exported.call(leaves, _pad_to(tokens, bs), _pad_to(mask, bs),
-                           _pad_to(np.asarray(rngs), bs),
+                           _pad_to(prompt_keys(seed, len(prompts)), bs),
                            _pad_to(np.asarray(cond, np.float32), bs))
     return np.asarray(videos)[:len(prompts)]
 
