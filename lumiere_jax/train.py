@@ -186,6 +186,13 @@ def make_train_step(model, tx, schedule, config, mesh):
   return sharding_lib.under_rules(train_step, mesh, config.mesh)
 
 
+# Compiler options for programs that run once per run, such as the parameter init: their
+# compile time is what counts. The init is hundreds of small random-number fusions (one threefry
+# per parameter); the backend's optimisation passes took 2.5x longer to compile them than the
+# unoptimised code, which runs in milliseconds, takes to execute (docs/benchmarks.md).
+RUN_ONCE_OPTIONS = {"xla_backend_optimization_level": 0}
+
+
 def create_train_state(model, config, mesh) -> tuple[Any, Any, Any, Any]:
   """Returns (init_fn, abstract state with shardings, state shardings, (tx, schedule))."""
   boxed = modeling.abstract_params(model, config)
@@ -207,7 +214,13 @@ def create_train_state(model, config, mesh) -> tuple[Any, Any, Any, Any]:
   abstract = jax.eval_shape(init_fn, jax.random.PRNGKey(0))
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract, state_sh)
-  init = jax.jit(sharding_lib.under_rules(init_fn, mesh, config.mesh), out_shardings=state_sh)
+  jitted_init = jax.jit(sharding_lib.under_rules(init_fn, mesh, config.mesh),
+                        out_shardings=state_sh)
+
+  def init(rng):
+    """The fresh train state. Compiled at each call (a run calls it once) with RUN_ONCE_OPTIONS."""
+    return jitted_init.lower(rng).compile(compiler_options=RUN_ONCE_OPTIONS)(rng)
+
   return init, abstract, state_sh, (tx, schedule)
 
 
