@@ -13,9 +13,18 @@ _OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
 if _OWN_CACHE:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="lumiere_jax_test_cache_")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# Quick-to-compile CPU code: the tests run a few steps of tiny models, so compiling is most of
+# their time. Without LLVM's optimisation passes and with XLA's older (elemental) fusion
+# emitters, a `tiny:test` train step compiled in 0.55x the time (docs/benchmarks.md). The HLO
+# program is the same and its numerics too (no fast-math either way: the loss and the params
+# after 4 steps were bitwise equal); only the machine code runs slower.
+_TEST_FLAGS = {"xla_force_host_platform_device_count": "8", "xla_backend_optimization_level": "0",
+               "xla_cpu_use_fusion_emitters": "false"}
 _flags = os.environ.get("XLA_FLAGS", "")
-if "xla_force_host_platform_device_count" not in _flags:
-  os.environ["XLA_FLAGS"] = (_flags + " --xla_force_host_platform_device_count=8").strip()
+for _name, _value in _TEST_FLAGS.items():
+  if _name not in _flags:
+    _flags = f"{_flags} --{_name}={_value}".strip()
+os.environ["XLA_FLAGS"] = _flags
 
 import pathlib
 import re
