@@ -65,6 +65,21 @@ def test_frechet_distances_separate_real_clips_from_noise(evaluator):
   assert real["fvd"] < 2.0 < fake["fvd"]
 
 
+def test_inception_score_is_one_for_identical_samples_and_higher_for_varied_ones(evaluator):
+  """`i3d_is`: exp of the mean KL between each sample's and the set's class distribution, so a set
+  of one video repeated scores exactly 1 and varied clips more."""
+  videos, captions = _validation(evaluator)
+  varied = evaluator.metrics(videos, captions, "test")["i3d_is"]
+  expected = i3d.inception_score(i3d.softmax(evaluator.i3d(videos)))[0]
+  same = evaluator.metrics(np.repeat(videos[:1], len(videos), axis=0), captions, "test")
+  print(f"i3d_is: varied clips {varied:.4f}, one clip repeated {same['i3d_is']:.6f}")
+  assert varied == pytest.approx(expected, rel=1e-9)
+  assert same["i3d_is"] == pytest.approx(1.0, abs=1e-9)
+  # Measured 1.0007: random I3D weights give near-uniform class probabilities, so the KLs are
+  # small, but 1e5x above the repeated clip's distance from 1.
+  assert varied > 1.0 + 1e-4
+
+
 def test_rows_cover_the_grid(swept):
   config, workdir, first, _, _ = swept
   rows = [json.loads(line) for line in open(workdir / "eval" / "results.jsonl")]

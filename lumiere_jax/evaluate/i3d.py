@@ -271,9 +271,21 @@ def fvd(videos_a, videos_b, weights_path=None, model=None):
   for name, videos in (("videos_a", videos_a), ("videos_b", videos_b)):
     if len(videos) < 2:
       raise ValueError(f"FVD needs at least 2 videos per set, {name} has {len(videos)}.")
-  mu_a, sigma_a = frechet.stats(model(videos_a))
-  mu_b, sigma_b = frechet.stats(model(videos_b))
+  return frechet_distance_of_logits(model(videos_a), model(videos_b))
+
+
+def frechet_distance_of_logits(logits_a, logits_b):
+  """FVD from I3D logits (B, num_classes) of two sets, e.g. with one set's logits computed once."""
+  mu_a, sigma_a = frechet.stats(logits_a)
+  mu_b, sigma_b = frechet.stats(logits_b)
   return frechet.frechet_distance(mu_a, sigma_a, mu_b, sigma_b)
+
+
+def softmax(logits):
+  """Class probabilities of logits (N, K), as `inception_score` takes them."""
+  logits = np.asarray(logits, np.float64)
+  e = np.exp(logits - logits.max(axis=1, keepdims=True))
+  return e / e.sum(axis=1, keepdims=True)
 
 
 def inception_score(probs, num_splits=1):

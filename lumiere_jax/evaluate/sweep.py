@@ -12,7 +12,8 @@ are rewritten from all rows at the end.
 Metrics on synthetic_clips: text alignment per attribute (analytic detector), the same read by
 the learned domain classifier (`clf_*`), temporal consistency, and the domain Frechet distance
 (`fd`) between classifier features of the samples and of real clips (the test split for the
-held-out test prompts, else validation). With `eval.i3d_weights`, `fvd` uses Kinetics I3D.
+held-out test prompts, else validation). With `eval.i3d_weights`, `fvd` uses Kinetics I3D, and
+`i3d_is` is the Inception Score of the I3D's Kinetics-400 class probabilities.
 The model and data settings are the workdir's own (config.json); `config` gives the eval spec.
 """
 import csv
@@ -40,7 +41,7 @@ PROMPT_SETS = ("grid", "test", "validation")
 KEY_FIELDS = ("step", "guidance", "sampler", "num_steps", "seed", "prompt_set")
 # Columns of the table and panels of the plots, in order; missing ones are skipped.
 METRICS = ("all_acc", "color_acc", "shape_acc", "direction_acc", "present_rate", "clf_color_acc",
-           "clf_shape_acc", "clf_direction_acc", "fd", "fvd", "background_error",
+           "clf_shape_acc", "clf_direction_acc", "fd", "fvd", "i3d_is", "background_error",
            "color_stability", "motion_smoothness", "flicker")
 # Higher is better except for these.
 LOWER_IS_BETTER = ("fd", "fvd", "background_error", "motion_smoothness", "flicker")
@@ -168,9 +169,18 @@ class _Evaluator:
       real = self._real_features(prompt_set)
       out["fd"] = classifier_lib.frechet_distance(self.classifier, videos, real)
     if self.i3d is not None:
-      real = self._real_videos(prompt_set)
-      out["fvd"] = i3d.fvd(videos, real, model=self.i3d)
+      logits = self.i3d(videos)
+      out["fvd"] = i3d.frechet_distance_of_logits(logits, self._real_i3d_logits(prompt_set))
+      # The Inception Score from the I3D's Kinetics-400 classes: the classifier this has. The
+      # paper's UCF101 IS uses a C3D trained on UCF101 (docs/metrics.md), so it is not that.
+      out["i3d_is"] = i3d.inception_score(i3d.softmax(logits))[0]
     return out
+
+  def _real_i3d_logits(self, prompt_set):
+    key = ("i3d", prompt_set == "test")
+    if key not in self._real:
+      self._real[key] = self.i3d(self._real_videos(prompt_set))
+    return self._real[key]
 
   def _real_features(self, prompt_set):
     key = ("features", prompt_set == "test")
