@@ -32,6 +32,28 @@ def test_trains_and_saves_next_to_dataset(setup):
   assert predicted["color"][0] in clf.label_names["color"] and len(predicted["shape"]) == 3
 
 
+def test_learns_the_labels(setup):
+  """With the tiny config's classifier settings (300 steps), on the test config's 64 training
+  clips: it fits them, and colour and shape carry over to the held-out clips. Measured: train
+  1.00 / 0.98 / 0.98, validation colour 1.00, shape 0.81, direction 0.44 (16 clips; direction
+  needs more than 64 clips to generalise)."""
+  config, builder, _, _ = setup
+  cfg = load_experiment("tiny", "t2v").eval.classifier
+  clf = classifier_lib.train(builder, cfg, show_progress=False)
+  videos, targets, _ = classifier_lib.read_split(builder, "train", cfg.labels,
+                                                 cfg.max_train_examples)
+  assert len(videos) == config.data.num_train
+  predicted = clf.predict(videos)
+  for attr in cfg.labels:
+    names = np.asarray(clf.label_names[attr])
+    accuracy = np.mean(names[targets[attr]] == np.asarray(predicted[attr]))
+    assert accuracy >= 0.9, (attr, accuracy)
+  chance = {k: 1 / len(clf.label_names[k]) for k in ("color", "shape")}
+  print("validation", clf.meta["validation"], "chance", chance)
+  assert clf.meta["validation"]["color_acc"] >= 0.9
+  assert clf.meta["validation"]["shape_acc"] >= max(0.6, 1.5 * chance["shape"])
+
+
 def test_reload_gives_same_features(setup):
   config, _, clf, videos = setup
   again = classifier_lib.load_or_train(config.data, config.eval.classifier)
