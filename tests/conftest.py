@@ -15,7 +15,7 @@ if _OWN_CACHE:
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 # Quick-to-compile CPU code: the tests run a few steps of tiny models, so compiling is most of
 # their time. Without LLVM's optimisation passes and with XLA's older (elemental) fusion
-# emitters, a `tiny:test` train step compiled in 0.55x the time (docs/benchmarks.md). The HLO
+# emitters, a `tiny:test` train step compiled in 0.58x the time (docs/benchmarks.md). The HLO
 # program is the same and its numerics too (no fast-math either way: the loss and the params
 # after 4 steps were bitwise equal); only the machine code runs slower.
 _TEST_FLAGS = {"xla_force_host_platform_device_count": "8", "xla_backend_optimization_level": "0",
