@@ -22,6 +22,7 @@ from jax.experimental import multihost_utils
 from PIL import Image
 
 from lumiere_jax import checkpoint as ckpt_lib
+from lumiere_jax import errors
 from lumiere_jax import metrics as metrics_lib
 from lumiere_jax import modeling
 from lumiere_jax import progress as progress_lib
@@ -67,7 +68,7 @@ def check_workdir(workdir: str) -> str:
     probe.write_text("ok")
     probe.unlink()
   except OSError as e:
-    raise ValueError(f"--workdir {workdir} is not writable: {e.strerror}") from e
+    raise errors.UserError(f"--workdir {workdir} is not writable: {e.strerror}") from e
   return workdir
 
 

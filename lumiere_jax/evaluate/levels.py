@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lumiere_jax import errors
 from lumiere_jax import video_io
 from lumiere_jax.diffusion import schedules
 from lumiere_jax.evaluate import detector
@@ -23,8 +24,8 @@ def predict_at_level(model, config):
   """A jitted (params, tokens, text_mask, x0, t, eps) -> (prediction, target, x_t, alpha, sigma)
   of a text-to-video checkpoint: x0 noised to the scalar time t with noise eps."""
   if config.model.cond_channels:
-    raise ValueError("the noise-level probes need a text-to-video checkpoint "
-                     "(model.cond_channels=0).")
+    raise errors.UserError("the noise-level probes need a text-to-video checkpoint "
+                           "(model.cond_channels=0).")
   diff_cfg = config.diffusion
 
   @jax.jit
@@ -66,7 +67,7 @@ def denoising_errors(model, params, tokenizer, config, videos, captions, t_value
   tracks = [detector.track(v) for v in videos]
   on_object = np.stack([tr.object_mask for tr in tracks])
   if not on_object.any():
-    raise ValueError("no object found in the clips: denoising_errors needs synthetic clips")
+    raise errors.UserError("no object found in the clips: denoising_errors needs synthetic clips")
   tokens, mask = tokenizer.encode(captions, config.data.max_text_len)
   x0 = jnp.asarray(video_io.to_float(videos))
   fn = predict_at_level(model, config)

@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lumiere_jax import errors
 from lumiere_jax.models import layers
 
 TEXT_KINDS = ("transformer", "precomputed")
@@ -55,7 +56,7 @@ class TextEncoder(layers.LayerBase):
     if tokens.shape[1] > self.max_len:
       raise ValueError(f"text length {tokens.shape[1]} exceeds text.max_len={self.max_len}")
     if self.width % self.num_heads:
-      raise ValueError(f"text width {self.width} is not divisible by {self.num_heads} heads")
+      raise errors.UserError(f"text width {self.width} is not divisible by {self.num_heads} heads")
     x = nn.Embed(self.vocab_size, self.width, dtype=self.dtype, param_dtype=self.param_dtype,
                  embedding_init=layers.partitioned(nn.initializers.normal(1.0),
                                                    ("vocab", "embed")),
@@ -95,4 +96,4 @@ def text_encoder_from_config(text_cfg, vocab_size: int, dtype, param_dtype) -> n
   if text_cfg.kind == "precomputed":
     return PrecomputedText(dtype=dtype, param_dtype=param_dtype, width=text_cfg.width,
                            input_dim=text_cfg.precomputed_dim)
-  raise ValueError(f"unknown text.kind {text_cfg.kind!r}; use one of {TEXT_KINDS}")
+  raise errors.UserError(f"unknown text.kind {text_cfg.kind!r}; use one of {TEXT_KINDS}")
