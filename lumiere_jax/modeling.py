@@ -13,7 +13,14 @@ from lumiere_jax.models import model as model_lib
 
 
 def build(config, vocab_size: int):
-  return model_lib.build_model(config.model, config.text, vocab_size)
+  return model_lib.build_model(config.model, config.text, vocab_size,
+                               max_text_len=int(config.data.max_text_len),
+                               text_embedding_dim=text_embedding_dim(config))
+
+
+def text_embedding_dim(config) -> int:
+  """The dim of the precomputed caption features the model reads, 0 for token ids."""
+  return int(config.data.text_embedding_dim) if config.text.kind == "precomputed" else 0
 
 
 def dummy_inputs(config, batch_size: int = 1) -> tuple:
@@ -23,7 +30,7 @@ def dummy_inputs(config, batch_size: int = 1) -> tuple:
   t = jnp.zeros((batch_size,), jnp.float32)
   tokens = jnp.zeros((batch_size, d.max_text_len), jnp.int32)
   if config.text.kind == "precomputed":  # Embeddings of a frozen encoder stand in for tokens.
-    tokens = jnp.zeros((batch_size, d.max_text_len, config.text.precomputed_dim), jnp.float32)
+    tokens = jnp.zeros((batch_size, d.max_text_len, d.text_embedding_dim), jnp.float32)
   mask = jnp.zeros((batch_size, d.max_text_len), bool)
   cond = None
   if config.model.cond_channels:

@@ -176,8 +176,9 @@ class Sampler:
     shape = (batch_size, num_frames or self.video_shape[0]) + self.video_shape[1:]
     sds = lambda s, dtype: jax.ShapeDtypeStruct(s, dtype, sharding=batch)
     max_len = int(self.config.data.max_text_len)
-    tokens = (sds((batch_size, max_len, int(self.config.text.precomputed_dim)), jnp.float32)
-              if self.config.text.kind == "precomputed" else sds((batch_size, max_len), jnp.int32))
+    text_dim = modeling.text_embedding_dim(self.config)
+    tokens = (sds((batch_size, max_len, text_dim), jnp.float32) if text_dim
+              else sds((batch_size, max_len), jnp.int32))
     params = jax.tree.map(lambda p, s: jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=s),
                           self.params, self.param_shardings)
     return self.jitted(sample_cfg).lower(
@@ -446,8 +447,7 @@ def export_sampler(sampler: Sampler, path: str, batch_size: int,
     return video_io.to_uint8(video)
 
   max_len = int(sampler.config.data.max_text_len)
-  text_dim = (int(sampler.config.text.precomputed_dim)
-              if sampler.config.text.kind == "precomputed" else 0)
+  text_dim = modeling.text_embedding_dim(sampler.config)
   tokens = (jax.ShapeDtypeStruct((batch_size, max_len, text_dim), jnp.float32) if text_dim
             else jax.ShapeDtypeStruct((batch_size, max_len), jnp.int32))
   args = ([jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in leaves], tokens,

@@ -79,8 +79,8 @@ def encoder_for(config):
   if config.text.kind != "precomputed":
     raise errors.UserError(f"text.kind is {config.text.kind!r}, not 'precomputed'")
   dim = int(config.data.get("text_embedding_dim", 0))
-  if dim != config.text.precomputed_dim:
+  if dim <= 0:
     raise errors.UserError(
-        f"text.kind='precomputed' reads data.text_embedding_dim={dim}-dim features from the "
-        f"dataset, but text.precomputed_dim={config.text.precomputed_dim}; set both equal")
+        f"text.kind='precomputed' reads the caption features stored with the clips; set "
+        f"data.text_embedding_dim > 0 (their dim), got {dim}")
   return HashedWordEncoder(dim)
