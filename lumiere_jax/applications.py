@@ -25,6 +25,7 @@ from PIL import Image
 
 from lumiere_jax import checkpoint as ckpt_lib
 from lumiere_jax import errors
+from lumiere_jax import modeling
 from lumiere_jax import sample
 from lumiere_jax import video_io
 from lumiere_jax.diffusion import conditioning
@@ -41,12 +42,13 @@ def _to_float(x: np.ndarray) -> np.ndarray:
   return video_io.to_float(x) if x.dtype == np.uint8 else x.astype(np.float32)
 
 
-def check_cond_model(cond_channels: int, application: str) -> None:
-  if cond_channels != 4:
+def check_cond_model(config, application: str) -> None:
+  """A one-line error unless `config`'s model is the conditional ("masked") one."""
+  if modeling.model_kind(config) != "masked":
     raise errors.UserError(f"{application} needs the conditional model (7-channel input, "
                            f"model.cond_channels=4) but this checkpoint has cond_channels="
-                           f"{cond_channels}: fine-tune one with experiments/tiny.py:cond "
-                           "--config.init_from=<t2v workdir>")
+                           f"{config.model.cond_channels}: fine-tune one with "
+                           "experiments/tiny.py:cond --config.init_from=<t2v workdir>")
 
 
 def _check_shape(name: str, x: np.ndarray, shape: tuple[int, ...]) -> None:
@@ -63,7 +65,7 @@ def _conditional(sampler, cond, prompts, seed, **overrides) -> np.ndarray:
 def image_to_video(sampler: sample.Sampler, image: np.ndarray, prompts: Sequence[str],
                    seed: int = 0, **overrides) -> np.ndarray:
   """Animates `image` (H, W, 3): the first frame of every video is exactly the image."""
-  check_cond_model(sampler.cond_channels, "image-to-video")
+  check_cond_model(sampler.config, "image-to-video")
   _check_shape("image", image, sampler.video_shape[1:])
   cond = conditioning.image_to_video(_to_float(image), sampler.video_shape[0])
   return _conditional(sampler, cond, prompts, seed, **overrides)
@@ -72,7 +74,7 @@ def image_to_video(sampler: sample.Sampler, image: np.ndarray, prompts: Sequence
 def inpaint(sampler: sample.Sampler, video: np.ndarray, mask: np.ndarray,
             prompts: Sequence[str], seed: int = 0, **overrides) -> np.ndarray:
   """Fills the pixels where `mask` (H, W) or (T, H, W) is 1; the others stay exactly as given."""
-  check_cond_model(sampler.cond_channels, "inpainting")
+  check_cond_model(sampler.config, "inpainting")
   _check_shape("video", video, sampler.video_shape)
   cond = conditioning.inpainting(_to_float(video), 1.0 - np.asarray(mask, np.float32))
   return _conditional(sampler, cond, prompts, seed, **overrides)
@@ -81,7 +83,7 @@ def inpaint(sampler: sample.Sampler, video: np.ndarray, mask: np.ndarray,
 def cinemagraph(sampler: sample.Sampler, image: np.ndarray, mask: np.ndarray,
                 prompts: Sequence[str], seed: int = 0, **overrides) -> np.ndarray:
   """Animates only where `mask` (H, W) is 1; every other pixel is the image's in all frames."""
-  check_cond_model(sampler.cond_channels, "cinemagraph")
+  check_cond_model(sampler.config, "cinemagraph")
   _check_shape("image", image, sampler.video_shape[1:])
   cond = conditioning.cinemagraph(_to_float(image), mask, sampler.video_shape[0])
   return _conditional(sampler, cond, prompts, seed, **overrides)
@@ -188,14 +190,14 @@ def run(config, workdir: str, *, prompts: Sequence[str] | None = None, image: st
   if num_frames is not None:
     if app != "text_to_video":
       raise errors.UserError(f"--num_frames is for text-to-video; {app} takes the input's length")
-    if config.model.cond_channels == 3:
+    if modeling.model_kind(config) == "ssr":
       raise errors.UserError(f"{workdir} is an SSR run: give a base model as --workdir and this "
                              "one as --ssr_workdir")
     sample.check_num_frames(config, num_frames)
   if style_from and not 0.0 <= style_alpha <= 1.0:
     raise errors.UserError(f"--style_alpha must be in [0, 1], got {style_alpha}")
   if app in COND_APPLICATIONS:
-    check_cond_model(config.model.cond_channels, app.replace("_", "-"))
+    check_cond_model(config, app.replace("_", "-"))
   frames, res = config.data.num_frames, config.data.resolution
   if image:
     image_px = video_io.read_image(image, res)
@@ -207,7 +209,7 @@ def run(config, workdir: str, *, prompts: Sequence[str] | None = None, image: st
       raise errors.UserError(f"a cinemagraph mask is one image, got the video {mask}")
 
   sampler = sample.load_sampler(workdir, step=step, use_ema=config.sample.use_ema, config=config)
-  if sampler.cond_channels == 3:
+  if sampler.kind == "ssr":
     raise errors.UserError(f"{workdir} is an SSR run: give a base model as --workdir and this one "
                            "as --ssr_workdir")
   if style_from:

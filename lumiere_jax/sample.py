@@ -3,10 +3,10 @@
   sampler = load_sampler("workdirs/tiny")            # EMA params of the latest step
   videos = sampler(["a red circle moves up"], seed=0)  # uint8 (N, T, H, W, 3)
 
-The kind of checkpoint follows `config.model.cond_channels`: 0 = text-to-video, 4 = the
-conditional model of the applications (masked video + mask), 3 = spatial super-resolution (SSR,
-cond = the low-resolution video upsampled), run with MultiDiffusion over `config.ssr.window`-frame
-windows when the video is longer than one window.
+The kind of checkpoint (`modeling.model_kind`, from `config.model.cond_channels`): "t2v"
+text-to-video, "masked" the conditional model of the applications (masked video + mask), "ssr"
+spatial super-resolution (cond = the low-resolution video upsampled), run with MultiDiffusion over
+`config.ssr.window`-frame windows when the video is longer than one window.
 """
 import copy
 import json
@@ -89,6 +89,11 @@ class Sampler:
     return int(self.config.model.cond_channels)
 
   @property
+  def kind(self) -> str:
+    """The model kind: "t2v", "ssr" or "masked" (`modeling.KINDS`)."""
+    return modeling.model_kind(self.config)
+
+  @property
   def batch_axes(self) -> tuple:
     """The mesh axes that shard the prompts (the config's `batch` rule)."""
     return tuple(a for a in sharding_lib.batch_axes(self.config.mesh)
@@ -106,7 +111,7 @@ class Sampler:
     result); a base model on windows of its training length when the video is longer
     (`check_num_frames`).
     """
-    if self.cond_channels != 3:
+    if self.kind != "ssr":
       return check_num_frames(self.config, num_frames)
     ssr = self.config.get("ssr")
     if not ssr or not 0 < ssr.window <= num_frames:
@@ -130,7 +135,7 @@ class Sampler:
 
     `rngs` holds one key per video (`samplers.sample`).
     """
-    model, diff_cfg, with_cond = self.model, self.config.diffusion, self.cond_channels > 0
+    model, diff_cfg, with_cond = self.model, self.config.diffusion, self.kind != "t2v"
 
     def fn(params, tokens, text_mask, rngs, cond, x_init, known_x, known_mask):
       emb = model.apply({"params": params}, tokens, text_mask, method=model.encode_text)
@@ -212,10 +217,10 @@ class Sampler:
     if strength < 1.0 and x_init is None:
       raise errors.UserError("strength < 1 (video-to-video) needs an input video")
     sample_cfg = self.sample_settings(**sample_overrides)
-    if cond is not None and self.cond_channels == 0:
+    if cond is not None and self.kind == "t2v":
       raise errors.UserError("this checkpoint has no conditioning input (model.cond_channels=0); "
                              "image-to-video, inpainting and cinemagraphs need a `cond` model")
-    if cond is None and self.cond_channels == 3:
+    if cond is None and self.kind == "ssr":
       raise errors.UserError("this is an SSR checkpoint (model.cond_channels=3): give it a "
                              "low-resolution video (Sampler.super_resolve or --ssr_workdir)")
     given = [a for a in (cond, x_init, None if known is None else known[0]) if a is not None]
@@ -275,7 +280,7 @@ class Sampler:
     The video is upsampled by `config.ssr.factor` into the cond; any T >= `config.ssr.window`
     runs as MultiDiffusion over overlapping windows.
     """
-    if self.cond_channels != 3:
+    if self.kind != "ssr":
       raise errors.UserError(f"super_resolve needs an SSR checkpoint (model.cond_channels=3), this "
                              f"one has cond_channels={self.cond_channels}")
     low_res = np.asarray(low_res)
@@ -435,13 +440,14 @@ def export_sampler(sampler: Sampler, path: str, batch_size: int,
     raise errors.UserError(f"batch_size must be >= 1, got {batch_size}")
   sample_cfg = sampler.sample_settings(**sample_overrides)
   leaves, treedef = jax.tree.flatten(sampler.params)
-  fn = sampler.sample_fn(sample_cfg, with_known=sampler.cond_channels == 4)
+  masked = sampler.kind == "masked"
+  fn = sampler.sample_fn(sample_cfg, with_known=masked)
   shape = (batch_size,) + sampler.video_shape
   cond_c = max(sampler.cond_channels, 1)
 
   def serve(param_leaves, tokens, text_mask, rngs, cond):
     params = jax.tree.unflatten(treedef, param_leaves)
-    known_x, known_mask = conditioning.split_cond(cond) if cond_c == 4 else (cond, cond)
+    known_x, known_mask = conditioning.split_cond(cond) if masked else (cond, cond)
     video = fn(params, tokens, text_mask, rngs, cond, jnp.zeros(shape, jnp.float32), known_x,
                known_mask)
     return video_io.to_uint8(video)

@@ -146,10 +146,11 @@ def make_train_step(model, tx, schedule, config, mesh):
                       method=model.encode_text)
     video = batch["video"]
     cond, loss_mask = None, None
-    if config.model.cond_channels == 4:
+    kind = modeling.model_kind(config)
+    if kind == "masked":
       cond = training_condition(video, k_cond)
       loss_mask = 1.0 - cond[..., 3:]  # Known pixels are pasted in at sampling: not trained on.
-    elif config.model.cond_channels == 3:  # SSR: the clip at low resolution, upsampled.
+    elif kind == "ssr":  # The clip at low resolution, upsampled.
       cond = conditioning.ssr_condition(video, config.ssr.factor, config.ssr.upsample)
 
     def denoise(x, t, e, m, c):
@@ -217,7 +218,7 @@ def _params_from(workdir: str, abstract_params_tree: Any, config) -> Any:
   src_cfg = ckpt_lib.load_config(workdir)
   src_abstract = abstract_params_tree
   if src_cfg.model.temporal != config.model.temporal or (
-      src_cfg.model.cond_channels != config.model.cond_channels):
+      modeling.model_kind(src_cfg) != modeling.model_kind(config)):
     src_model = modeling.build(src_cfg, sample_lib.load_text_input(workdir, src_cfg).vocab_size)
     src_boxed = modeling.abstract_params(src_model, src_cfg)
     replicated = jax.sharding.NamedSharding(
@@ -487,7 +488,7 @@ def heldout_alignment(sampler, builder, config) -> tuple[dict, tuple[np.ndarray,
   samples = np.concatenate([sampler(prompts, seed=seed) for seed in seeds])
   scores = alignment.alignment_scores(samples, prompts * len(seeds))
   out = {"t2v": {k: v for k, v in scores.items() if k != "rows"}}
-  if sampler.cond_channels == 4:
+  if modeling.model_kind(config) == "masked":
     out.update({f"i2v_{k}": v for k, v in
                 i2v_lib.i2v_alignment(sampler, videos, prompts, seeds).items()})
   return out, (samples, prompts * len(seeds))

@@ -51,7 +51,7 @@ def i2v_alignment(sampler, videos: np.ndarray, captions, seeds=(0,)) -> dict:
     {"own": scores, "changed": scores}: `alignment.alignment_scores` without the rows;
     "changed" covers the clips with room for a perpendicular move (its num_samples says how many).
   """
-  if sampler.cond_channels != 4:
+  if sampler.kind != "masked":
     raise errors.UserError("image-to-video alignment needs a conditional model "
                            f"(model.cond_channels=4), got cond_channels={sampler.cond_channels}.")
   if len(videos) != len(captions) or not len(captions):

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lumiere_jax import errors
+from lumiere_jax import modeling
 from lumiere_jax import video_io
 from lumiere_jax.diffusion import schedules
 from lumiere_jax.evaluate import detector
@@ -23,7 +24,7 @@ T_VALUES = (0.01, 0.03, 0.1, 0.3, 0.5, 0.7, 0.9, 0.97)
 def predict_at_level(model, config):
   """A jitted (params, tokens, text_mask, x0, t, eps) -> (prediction, target, x_t, alpha, sigma)
   of a text-to-video checkpoint: x0 noised to the scalar time t with noise eps."""
-  if config.model.cond_channels:
+  if modeling.model_kind(config) != "t2v":
     raise errors.UserError("the noise-level probes need a text-to-video checkpoint "
                            "(model.cond_channels=0).")
   diff_cfg = config.diffusion
