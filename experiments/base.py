@@ -50,7 +50,7 @@ def _paper(c: ml_collections.ConfigDict) -> None:
       position_code=False, frame_film=False, text_layout=False)
   # The noise-level tail was measured only on the CPU recipe; the paper's uniform sampling here.
   c.diffusion.t_tail_frac = 0.0
-  c.text.update(kind="precomputed", width=1024, precomputed_dim=4096, max_len=128)
+  c.text.update(kind="precomputed", width=1024)
   c.data.text_embedding_dim = 4096  # T5-XXL features stored with the clips.
   c.train.update(steps=500_000, batch_size=256, lr=1e-4, warmup_steps=10_000,
                  weight_decay=0.0, ema_decay=0.9999, sample_at_end=False, eval_prompts=0)

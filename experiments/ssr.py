@@ -69,7 +69,7 @@ def get_config(arg: str = ""):
         channels=(128, 256, 512, 1024), num_res_blocks=2, attn_levels=(3,), num_heads=0,
         head_dim=64, temporal_downsample=(False, True, True), space_to_depth=4,
         norm_groups=32, pixel_skip=True, dtype="bfloat16", param_dtype="float32")
-    c.text.update(kind="precomputed", width=1024, precomputed_dim=4096, max_len=128)
+    c.text.update(kind="precomputed", width=1024)
     c.data.text_embedding_dim = 4096  # T5-XXL features stored with the clips.
     c.train.update(steps=200_000, batch_size=64, lr=1e-4, warmup_steps=10_000,
                    ema_decay=0.9999)

@@ -70,8 +70,7 @@ def get_config(arg: str = ""):
       text_layout=True, dtype="float32", param_dtype="float32",
   ))
   c.text = ml_collections.ConfigDict(dict(
-      kind="transformer", width=64, num_layers=2, num_heads=4, mlp_dim=128, max_len=16,
-      precomputed_dim=0,
+      kind="transformer", width=64, num_layers=2, num_heads=4, mlp_dim=128,
   ))
 
   c.diffusion = ml_collections.ConfigDict(dict(
@@ -141,7 +140,7 @@ def get_config(arg: str = ""):
     c.train.steps = 1000
   if variant == "precomputed":
     c.data.text_embedding_dim = 64
-    c.text.update(kind="precomputed", precomputed_dim=64)
+    c.text.kind = "precomputed"
   if variant == "test":
     c.data.update(num_frames=4, resolution=16, num_train=64, num_validation=16, num_test=16,
                   vocab_size=64)

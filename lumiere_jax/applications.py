@@ -24,6 +24,8 @@ from absl import logging
 from PIL import Image
 
 from lumiere_jax import checkpoint as ckpt_lib
+from lumiere_jax import errors
+from lumiere_jax import modeling
 from lumiere_jax import sample
 from lumiere_jax import video_io
 from lumiere_jax.diffusion import conditioning
@@ -40,12 +42,13 @@ def _to_float(x: np.ndarray) -> np.ndarray:
   return video_io.to_float(x) if x.dtype == np.uint8 else x.astype(np.float32)
 
 
-def check_cond_model(cond_channels: int, application: str) -> None:
-  if cond_channels != 4:
-    raise ValueError(f"{application} needs the conditional model (7-channel input, "
-                     f"model.cond_channels=4) but this checkpoint has cond_channels="
-                     f"{cond_channels}: fine-tune one with experiments/tiny.py:cond "
-                     "--config.init_from=<t2v workdir>")
+def check_cond_model(config, application: str) -> None:
+  """A one-line error unless `config`'s model is the conditional ("masked") one."""
+  if modeling.model_kind(config) != "masked":
+    raise errors.UserError(f"{application} needs the conditional model (7-channel input, "
+                           f"model.cond_channels=4) but this checkpoint has cond_channels="
+                           f"{config.model.cond_channels}: fine-tune one with "
+                           "experiments/tiny.py:cond --config.init_from=<t2v workdir>")
 
 
 def _check_shape(name: str, x: np.ndarray, shape: tuple[int, ...]) -> None:
@@ -62,7 +65,7 @@ def _conditional(sampler, cond, prompts, seed, **overrides) -> np.ndarray:
 def image_to_video(sampler: sample.Sampler, image: np.ndarray, prompts: Sequence[str],
                    seed: int = 0, **overrides) -> np.ndarray:
   """Animates `image` (H, W, 3): the first frame of every video is exactly the image."""
-  check_cond_model(sampler.cond_channels, "image-to-video")
+  check_cond_model(sampler.config, "image-to-video")
   _check_shape("image", image, sampler.video_shape[1:])
   cond = conditioning.image_to_video(_to_float(image), sampler.video_shape[0])
   return _conditional(sampler, cond, prompts, seed, **overrides)
@@ -71,7 +74,7 @@ def image_to_video(sampler: sample.Sampler, image: np.ndarray, prompts: Sequence
 def inpaint(sampler: sample.Sampler, video: np.ndarray, mask: np.ndarray,
             prompts: Sequence[str], seed: int = 0, **overrides) -> np.ndarray:
   """Fills the pixels where `mask` (H, W) or (T, H, W) is 1; the others stay exactly as given."""
-  check_cond_model(sampler.cond_channels, "inpainting")
+  check_cond_model(sampler.config, "inpainting")
   _check_shape("video", video, sampler.video_shape)
   cond = conditioning.inpainting(_to_float(video), 1.0 - np.asarray(mask, np.float32))
   return _conditional(sampler, cond, prompts, seed, **overrides)
@@ -80,7 +83,7 @@ def inpaint(sampler: sample.Sampler, video: np.ndarray, mask: np.ndarray,
 def cinemagraph(sampler: sample.Sampler, image: np.ndarray, mask: np.ndarray,
                 prompts: Sequence[str], seed: int = 0, **overrides) -> np.ndarray:
   """Animates only where `mask` (H, W) is 1; every other pixel is the image's in all frames."""
-  check_cond_model(sampler.cond_channels, "cinemagraph")
+  check_cond_model(sampler.config, "cinemagraph")
   _check_shape("image", image, sampler.video_shape[1:])
   cond = conditioning.cinemagraph(_to_float(image), mask, sampler.video_shape[0])
   return _conditional(sampler, cond, prompts, seed, **overrides)
@@ -101,7 +104,7 @@ def stylize(sampler: sample.Sampler, style_workdir: str, alpha: float,
   Temporal weights (and the cond input conv) stay the sampler's; alpha = 0 is the model itself.
   """
   if not 0.0 <= alpha <= 1.0:
-    raise ValueError(f"style_alpha must be in [0, 1], got {alpha}")
+    raise errors.UserError(f"style_alpha must be in [0, 1], got {alpha}")
   style_cfg = ckpt_lib.load_config(style_workdir)
   _, style, _, style_step = sample.load_params(style_workdir, style_cfg, step)
   # The style tree completed with the sampler's temporal / cond_in leaves (checks shapes too).
@@ -126,25 +129,26 @@ def read_mask(path: str, size: int, num_frames: int | None = None) -> np.ndarray
       with Image.open(path) as img:
         gray = [np.asarray(img.convert("L"))]
   except (OSError, ValueError, av.error.FFmpegError) as e:
-    raise ValueError(f"cannot decode mask {path}: {e}") from e
+    raise errors.UserError(f"cannot decode mask {path}: {e}") from e
   if is_video and len(gray) < (num_frames or 1):
-    raise ValueError(f"mask video {path} has {len(gray)} frames, the model needs {num_frames}")
+    raise errors.UserError(f"mask video {path} has {len(gray)} frames, the model needs "
+                           f"{num_frames}")
   gray = np.stack(gray)
   gray_frac = float(((gray >= 64) & (gray < 192)).mean())
   if gray_frac:
-    raise ValueError(f"mask {path} is not binary: {gray_frac:.1%} of its pixels are gray "
-                     "(64..191); use black (keep) and white (generate) only")
+    raise errors.UserError(f"mask {path} is not binary: {gray_frac:.1%} of its pixels are gray "
+                           "(64..191); use black (keep) and white (generate) only")
   mask = gray >= 128
   h, w = mask.shape[1:]
   if (h, w) != (size, size):
     if h != w or h % size:
-      raise ValueError(f"mask {path} is {w}x{h}, expected {size}x{size} (the model resolution) "
-                       "or an integer multiple of it")
+      raise errors.UserError(f"mask {path} is {w}x{h}, expected {size}x{size} (the model "
+                             "resolution) or an integer multiple of it")
     k = h // size
     blocks = mask.reshape(mask.shape[0], size, k, size, k)
     if not (blocks == blocks[:, :, :1, :, :1]).all():
-      raise ValueError(f"mask {path} is {w}x{h} but not an exact {k}x upscale of a {size}x{size} "
-                       f"mask (each {k}x{k} block must be one color)")
+      raise errors.UserError(f"mask {path} is {w}x{h} but not an exact {k}x upscale of a "
+                             f"{size}x{size} mask (each {k}x{k} block must be one color)")
     mask = blocks[:, :, 0, :, 0]
   mask = mask.astype(np.float32)
   return mask if is_video else mask[0]
@@ -154,16 +158,17 @@ def application_of(image: str | None, video: str | None, mask: str | None,
                    strength: float | None) -> str:
   """The application the given inputs select (one clear error for a meaningless combination)."""
   if image and video:
-    raise ValueError("give --image or --video, not both")
+    raise errors.UserError("give --image or --video, not both")
   if mask and not (image or video):
-    raise ValueError("--mask needs --image (cinemagraph) or --video (inpainting)")
+    raise errors.UserError("--mask needs --image (cinemagraph) or --video (inpainting)")
   app = ("cinemagraph" if image and mask else "image_to_video" if image else
          "inpainting" if video and mask else "video_to_video" if video else "text_to_video")
   if strength is not None:
     if app != "video_to_video":
-      raise ValueError(f"--strength is for video-to-video (--video without --mask), not {app}")
+      raise errors.UserError(f"--strength is for video-to-video (--video without --mask), not "
+                             f"{app}")
     if not 0.0 <= strength <= 1.0:
-      raise ValueError(f"--strength must be in [0, 1], got {strength}")
+      raise errors.UserError(f"--strength must be in [0, 1], got {strength}")
   return app
 
 
@@ -184,15 +189,15 @@ def run(config, workdir: str, *, prompts: Sequence[str] | None = None, image: st
   app = application_of(image, video, mask, strength)
   if num_frames is not None:
     if app != "text_to_video":
-      raise ValueError(f"--num_frames is for text-to-video; {app} takes the input's length")
-    if config.model.cond_channels == 3:
-      raise ValueError(f"{workdir} is an SSR run: give a base model as --workdir and this one "
-                       "as --ssr_workdir")
+      raise errors.UserError(f"--num_frames is for text-to-video; {app} takes the input's length")
+    if modeling.model_kind(config) == "ssr":
+      raise errors.UserError(f"{workdir} is an SSR run: give a base model as --workdir and this "
+                             "one as --ssr_workdir")
     sample.check_num_frames(config, num_frames)
   if style_from and not 0.0 <= style_alpha <= 1.0:
-    raise ValueError(f"--style_alpha must be in [0, 1], got {style_alpha}")
+    raise errors.UserError(f"--style_alpha must be in [0, 1], got {style_alpha}")
   if app in COND_APPLICATIONS:
-    check_cond_model(config.model.cond_channels, app.replace("_", "-"))
+    check_cond_model(config, app.replace("_", "-"))
   frames, res = config.data.num_frames, config.data.resolution
   if image:
     image_px = video_io.read_image(image, res)
@@ -201,12 +206,12 @@ def run(config, workdir: str, *, prompts: Sequence[str] | None = None, image: st
   if mask:
     mask_px = read_mask(mask, res, frames if video else None)
     if mask_px.ndim == 3 and app == "cinemagraph":
-      raise ValueError(f"a cinemagraph mask is one image, got the video {mask}")
+      raise errors.UserError(f"a cinemagraph mask is one image, got the video {mask}")
 
   sampler = sample.load_sampler(workdir, step=step, use_ema=config.sample.use_ema, config=config)
-  if sampler.cond_channels == 3:
-    raise ValueError(f"{workdir} is an SSR run: give a base model as --workdir and this one as "
-                     "--ssr_workdir")
+  if sampler.kind == "ssr":
+    raise errors.UserError(f"{workdir} is an SSR run: give a base model as --workdir and this one "
+                           "as --ssr_workdir")
   if style_from:
     sampler = stylize(sampler, style_from, style_alpha)
   seed = config.sample.seed if seed is None else seed

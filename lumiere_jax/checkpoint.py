@@ -1,4 +1,5 @@
 """Orbax checkpointing: train state + data-iterator state + config in one step directory."""
+import copy
 import json
 import os
 import sys
@@ -12,6 +13,10 @@ from absl import logging
 from etils import epath
 
 CHECKPOINT_DIR = "checkpoints"
+# Config keys that were removed, and the key that holds their value now: configs saved before
+# (an old workdir's config.json, its checkpoints' configs) load without them.
+MOVED_KEYS = {"text.max_len": "data.max_text_len",
+              "text.precomputed_dim": "data.text_embedding_dim"}
 
 
 class CheckpointError(RuntimeError):
@@ -20,6 +25,19 @@ class CheckpointError(RuntimeError):
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json_best_effort())
+
+
+def upgrade_config_dict(saved: dict) -> dict:
+  """A saved config (as a dict) in today's keys: each MOVED_KEYS key dropped, its value kept
+  under the new key when that is missing (configs older than the new key)."""
+  saved = copy.deepcopy(saved)
+  for old, new in MOVED_KEYS.items():
+    (old_section, old_key), (section, key) = old.split("."), new.split(".")
+    if isinstance(saved.get(old_section), dict) and old_key in saved[old_section]:
+      value = saved[old_section].pop(old_key)
+      if isinstance(saved.get(section), dict):
+        saved[section].setdefault(key, value)
+  return saved
 
 
 def absolute(workdir: str) -> str:
@@ -90,6 +108,7 @@ def _changed_state_config(mngr, step: int, config: ml_collections.ConfigDict) ->
   """The STATE_SECTIONS keys whose values differ between step's saved config and `config`."""
   try:
     saved = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+    saved = upgrade_config_dict(saved)
   except Exception:  # pylint: disable=broad-except  # Unreadable too: the step is what is broken.
     return []
   now = config_to_dict(config)
@@ -158,8 +177,9 @@ def restore_subtree(workdir: str, keys: tuple[str, ...], abstract_tree: Any,
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a workdir was trained with (written at the start of training)."""
+  """The config a workdir was trained with (written at the start of training), in today's keys
+  (`upgrade_config_dict`)."""
   path = epath.Path(workdir) / "config.json"
   if not path.exists():
     raise FileNotFoundError(f"{path} not found: is {workdir} a lumiere_jax training workdir?")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  return ml_collections.ConfigDict(upgrade_config_dict(json.loads(path.read_text())))

@@ -18,6 +18,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from lumiere_jax import errors
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (experiments/*.py[:variant]).",
                                 lock_config=True)
@@ -51,8 +53,9 @@ flags.DEFINE_integer("num_processes", None, "--multihost on CPU/GPU clusters: nu
 flags.DEFINE_integer("process_id", None, "--multihost on CPU/GPU clusters: this process's index.")
 
 # Errors that carry a clear message (bad input, environment, diverged training): reported as one
-# line; the traceback is logged at --verbosity=1.
-CLEAR_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, PermissionError,
+# line; the traceback is logged at --verbosity=1. Bad input is `errors.UserError`, not any
+# ValueError: one raised by a bug (e.g. inside JAX tracing) keeps its traceback.
+CLEAR_ERRORS = (errors.UserError, FileNotFoundError, NotADirectoryError, PermissionError,
                 FloatingPointError)
 
 

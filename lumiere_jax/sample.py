@@ -3,10 +3,10 @@
   sampler = load_sampler("workdirs/tiny")            # EMA params of the latest step
   videos = sampler(["a red circle moves up"], seed=0)  # uint8 (N, T, H, W, 3)
 
-The kind of checkpoint follows `config.model.cond_channels`: 0 = text-to-video, 4 = the
-conditional model of the applications (masked video + mask), 3 = spatial super-resolution (SSR,
-cond = the low-resolution video upsampled), run with MultiDiffusion over `config.ssr.window`-frame
-windows when the video is longer than one window.
+The kind of checkpoint (`modeling.model_kind`, from `config.model.cond_channels`): "t2v"
+text-to-video, "masked" the conditional model of the applications (masked video + mask), "ssr"
+spatial super-resolution (cond = the low-resolution video upsampled), run with MultiDiffusion over
+`config.ssr.window`-frame windows when the video is longer than one window.
 """
 import copy
 import json
@@ -22,6 +22,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from lumiere_jax import checkpoint as ckpt_lib
+from lumiere_jax import errors
 from lumiere_jax import modeling
 from lumiere_jax import progress as progress_lib
 from lumiere_jax import sharding as sharding_lib
@@ -88,6 +89,11 @@ class Sampler:
     return int(self.config.model.cond_channels)
 
   @property
+  def kind(self) -> str:
+    """The model kind: "t2v", "ssr" or "masked" (`modeling.KINDS`)."""
+    return modeling.model_kind(self.config)
+
+  @property
   def batch_axes(self) -> tuple:
     """The mesh axes that shard the prompts (the config's `batch` rule)."""
     return tuple(a for a in sharding_lib.batch_axes(self.config.mesh)
@@ -105,7 +111,7 @@ class Sampler:
     result); a base model on windows of its training length when the video is longer
     (`check_num_frames`).
     """
-    if self.cond_channels != 3:
+    if self.kind != "ssr":
       return check_num_frames(self.config, num_frames)
     ssr = self.config.get("ssr")
     if not ssr or not 0 < ssr.window <= num_frames:
@@ -129,7 +135,7 @@ class Sampler:
 
     `rngs` holds one key per video (`samplers.sample`).
     """
-    model, diff_cfg, with_cond = self.model, self.config.diffusion, self.cond_channels > 0
+    model, diff_cfg, with_cond = self.model, self.config.diffusion, self.kind != "t2v"
 
     def fn(params, tokens, text_mask, rngs, cond, x_init, known_x, known_mask):
       emb = model.apply({"params": params}, tokens, text_mask, method=model.encode_text)
@@ -175,8 +181,9 @@ class Sampler:
     shape = (batch_size, num_frames or self.video_shape[0]) + self.video_shape[1:]
     sds = lambda s, dtype: jax.ShapeDtypeStruct(s, dtype, sharding=batch)
     max_len = int(self.config.data.max_text_len)
-    tokens = (sds((batch_size, max_len, int(self.config.text.precomputed_dim)), jnp.float32)
-              if self.config.text.kind == "precomputed" else sds((batch_size, max_len), jnp.int32))
+    text_dim = modeling.text_embedding_dim(self.config)
+    tokens = (sds((batch_size, max_len, text_dim), jnp.float32) if text_dim
+              else sds((batch_size, max_len), jnp.int32))
     params = jax.tree.map(lambda p, s: jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=s),
                           self.params, self.param_shardings)
     return self.jitted(sample_cfg).lower(
@@ -206,19 +213,19 @@ class Sampler:
     """
     check_prompts(prompts)
     if not 0.0 <= strength <= 1.0:
-      raise ValueError(f"strength must be in [0, 1], got {strength}")
+      raise errors.UserError(f"strength must be in [0, 1], got {strength}")
     if strength < 1.0 and x_init is None:
-      raise ValueError("strength < 1 (video-to-video) needs an input video")
+      raise errors.UserError("strength < 1 (video-to-video) needs an input video")
     sample_cfg = self.sample_settings(**sample_overrides)
-    if cond is not None and self.cond_channels == 0:
-      raise ValueError("this checkpoint has no conditioning input (model.cond_channels=0); "
-                       "image-to-video, inpainting and cinemagraphs need a `cond` model")
-    if cond is None and self.cond_channels == 3:
-      raise ValueError("this is an SSR checkpoint (model.cond_channels=3): give it a "
-                       "low-resolution video (Sampler.super_resolve or --ssr_workdir)")
+    if cond is not None and self.kind == "t2v":
+      raise errors.UserError("this checkpoint has no conditioning input (model.cond_channels=0); "
+                             "image-to-video, inpainting and cinemagraphs need a `cond` model")
+    if cond is None and self.kind == "ssr":
+      raise errors.UserError("this is an SSR checkpoint (model.cond_channels=3): give it a "
+                             "low-resolution video (Sampler.super_resolve or --ssr_workdir)")
     given = [a for a in (cond, x_init, None if known is None else known[0]) if a is not None]
     if given and num_frames is not None:
-      raise ValueError("num_frames is for text-to-video; an input video sets the length")
+      raise errors.UserError("num_frames is for text-to-video; an input video sets the length")
     frames = np.shape(given[0])[1] if given else num_frames or self.video_shape[0]
     self.windows(frames)  # A one-line error for a length the model cannot sample.
     n = len(prompts)
@@ -273,14 +280,15 @@ class Sampler:
     The video is upsampled by `config.ssr.factor` into the cond; any T >= `config.ssr.window`
     runs as MultiDiffusion over overlapping windows.
     """
-    if self.cond_channels != 3:
-      raise ValueError(f"super_resolve needs an SSR checkpoint (model.cond_channels=3), this one "
-                       f"has cond_channels={self.cond_channels}")
+    if self.kind != "ssr":
+      raise errors.UserError(f"super_resolve needs an SSR checkpoint (model.cond_channels=3), this "
+                             f"one has cond_channels={self.cond_channels}")
     low_res = np.asarray(low_res)
     factor, res = int(self.config.ssr.factor), self.video_shape[1]
     if low_res.ndim != 5 or low_res.shape[2:] != (res // factor, res // factor, 3):
-      raise ValueError(f"SSR input has shape {low_res.shape}, expected (N, T, {res // factor}, "
-                       f"{res // factor}, 3): this SSR model lifts {res // factor}px to {res}px")
+      raise errors.UserError(f"SSR input has shape {low_res.shape}, expected (N, T, "
+                             f"{res // factor}, {res // factor}, 3): this SSR model lifts "
+                             f"{res // factor}px to {res}px")
     if low_res.shape[0] != len(prompts):
       raise ValueError(f"{low_res.shape[0]} low-resolution videos for {len(prompts)} prompts")
     video = video_io.to_float(low_res) if low_res.dtype == np.uint8 else low_res
@@ -301,24 +309,26 @@ def check_num_frames(config: ml_collections.ConfigDict, num_frames: int) -> tupl
   """
   window, factor = int(config.data.num_frames), unet_lib.temporal_factor(config.model)
   if num_frames < 1:
-    raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    raise errors.UserError(f"num_frames must be >= 1, got {num_frames}")
   if num_frames % factor:
-    raise ValueError(f"num_frames={num_frames} does not fit the temporal downsampling: the "
-                     f"STUNet divides the frames by {factor} (model.temporal_downsample="
-                     f"{tuple(config.model.temporal_downsample)}), use a multiple of {factor}")
+    raise errors.UserError(f"num_frames={num_frames} does not fit the temporal downsampling: the "
+                           f"STUNet divides the frames by {factor} (model.temporal_downsample="
+                           f"{tuple(config.model.temporal_downsample)}), use a multiple of "
+                           f"{factor}")
   if num_frames <= window:
     return None
   # Runs saved before `sample.overlap` existed get tiny.py's choice: half a window.
   overlap = int(config.sample.get("overlap", window // 2))
   stride = window - overlap
   if not 0 <= overlap < window or stride % factor:
-    raise ValueError(f"sample.overlap={overlap} must be in [0, {window}) with "
-                     f"data.num_frames - overlap a multiple of {factor} (temporal downsampling)")
+    raise errors.UserError(f"sample.overlap={overlap} must be in [0, {window}) with "
+                           f"data.num_frames - overlap a multiple of {factor} (temporal "
+                           "downsampling)")
   if (num_frames - window) % stride:
     below = num_frames - (num_frames - window) % stride
-    raise ValueError(f"num_frames={num_frames} cannot be tiled by {window}-frame windows "
-                     f"overlapping by {overlap} (stride {stride}): use {below} or "
-                     f"{below + stride} (or set --config.sample.overlap)")
+    raise errors.UserError(f"num_frames={num_frames} cannot be tiled by {window}-frame windows "
+                           f"overlapping by {overlap} (stride {stride}): use {below} or "
+                           f"{below + stride} (or set --config.sample.overlap)")
   return window, overlap
 
 
@@ -346,11 +356,11 @@ def abstract_params(model, config: ml_collections.ConfigDict, mesh: jax.sharding
 
 def check_prompts(prompts: Sequence[str]) -> None:
   if not prompts:
-    raise ValueError("no prompts given")
+    raise errors.UserError("no prompts given")
   for prompt in prompts:
     if not prompt.strip():
-      raise ValueError(f"Empty prompt {prompt!r}: give some text, e.g. --prompt='a red square "
-                       "moves up'")
+      raise errors.UserError(f"Empty prompt {prompt!r}: give some text, e.g. --prompt='a red "
+                             "square moves up'")
 
 
 def _pad_to(a: np.ndarray, size: int) -> np.ndarray:
@@ -427,23 +437,23 @@ def export_sampler(sampler: Sampler, path: str, batch_size: int,
   are kept exactly. SDEdit and windows longer than `config.data.num_frames` are not exported.
   """
   if batch_size < 1:
-    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    raise errors.UserError(f"batch_size must be >= 1, got {batch_size}")
   sample_cfg = sampler.sample_settings(**sample_overrides)
   leaves, treedef = jax.tree.flatten(sampler.params)
-  fn = sampler.sample_fn(sample_cfg, with_known=sampler.cond_channels == 4)
+  masked = sampler.kind == "masked"
+  fn = sampler.sample_fn(sample_cfg, with_known=masked)
   shape = (batch_size,) + sampler.video_shape
   cond_c = max(sampler.cond_channels, 1)
 
   def serve(param_leaves, tokens, text_mask, rngs, cond):
     params = jax.tree.unflatten(treedef, param_leaves)
-    known_x, known_mask = conditioning.split_cond(cond) if cond_c == 4 else (cond, cond)
+    known_x, known_mask = conditioning.split_cond(cond) if masked else (cond, cond)
     video = fn(params, tokens, text_mask, rngs, cond, jnp.zeros(shape, jnp.float32), known_x,
                known_mask)
     return video_io.to_uint8(video)
 
   max_len = int(sampler.config.data.max_text_len)
-  text_dim = (int(sampler.config.text.precomputed_dim)
-              if sampler.config.text.kind == "precomputed" else 0)
+  text_dim = modeling.text_embedding_dim(sampler.config)
   tokens = (jax.ShapeDtypeStruct((batch_size, max_len, text_dim), jnp.float32) if text_dim
             else jax.ShapeDtypeStruct((batch_size, max_len), jnp.int32))
   args = ([jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in leaves], tokens,
@@ -491,7 +501,7 @@ def load_exported(path: str):
   def serve(prompts: Sequence[str], seed: int = 0, cond: np.ndarray | None = None):
     check_prompts(prompts)
     if len(prompts) > bs:
-      raise ValueError(f"{len(prompts)} prompts for an export with batch_size={bs}")
+      raise errors.UserError(f"{len(prompts)} prompts for an export with batch_size={bs}")
     tokens, mask = tokenizer.encode_prompts(list(prompts), meta["max_text_len"])
     cond = np.zeros((len(prompts),) + cond_shape[1:], np.float32) if cond is None else cond
     videos = exported.call(leaves, _pad_to(tokens, bs), _pad_to(mask, bs),

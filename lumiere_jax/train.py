@@ -22,6 +22,7 @@ from jax.experimental import multihost_utils
 from PIL import Image
 
 from lumiere_jax import checkpoint as ckpt_lib
+from lumiere_jax import errors
 from lumiere_jax import metrics as metrics_lib
 from lumiere_jax import modeling
 from lumiere_jax import progress as progress_lib
@@ -67,7 +68,7 @@ def check_workdir(workdir: str) -> str:
     probe.write_text("ok")
     probe.unlink()
   except OSError as e:
-    raise ValueError(f"--workdir {workdir} is not writable: {e.strerror}") from e
+    raise errors.UserError(f"--workdir {workdir} is not writable: {e.strerror}") from e
   return workdir
 
 
@@ -145,10 +146,11 @@ def make_train_step(model, tx, schedule, config, mesh):
                       method=model.encode_text)
     video = batch["video"]
     cond, loss_mask = None, None
-    if config.model.cond_channels == 4:
+    kind = modeling.model_kind(config)
+    if kind == "masked":
       cond = training_condition(video, k_cond)
       loss_mask = 1.0 - cond[..., 3:]  # Known pixels are pasted in at sampling: not trained on.
-    elif config.model.cond_channels == 3:  # SSR: the clip at low resolution, upsampled.
+    elif kind == "ssr":  # The clip at low resolution, upsampled.
       cond = conditioning.ssr_condition(video, config.ssr.factor, config.ssr.upsample)
 
     def denoise(x, t, e, m, c):
@@ -229,7 +231,7 @@ def _params_from(workdir: str, abstract_params_tree: Any, config) -> Any:
   src_cfg = ckpt_lib.load_config(workdir)
   src_abstract = abstract_params_tree
   if src_cfg.model.temporal != config.model.temporal or (
-      src_cfg.model.cond_channels != config.model.cond_channels):
+      modeling.model_kind(src_cfg) != modeling.model_kind(config)):
     src_model = modeling.build(src_cfg, sample_lib.load_text_input(workdir, src_cfg).vocab_size)
     src_boxed = modeling.abstract_params(src_model, src_cfg)
     replicated = jax.sharding.NamedSharding(
@@ -499,7 +501,7 @@ def heldout_alignment(sampler, builder, config) -> tuple[dict, tuple[np.ndarray,
   samples = np.concatenate([sampler(prompts, seed=seed) for seed in seeds])
   scores = alignment.alignment_scores(samples, prompts * len(seeds))
   out = {"t2v": {k: v for k, v in scores.items() if k != "rows"}}
-  if sampler.cond_channels == 4:
+  if modeling.model_kind(config) == "masked":
     out.update({f"i2v_{k}": v for k, v in
                 i2v_lib.i2v_alignment(sampler, videos, prompts, seeds).items()})
   return out, (samples, prompts * len(seeds))

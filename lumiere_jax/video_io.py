@@ -8,6 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from lumiere_jax import errors
+
 
 def slugify(text: str, max_len: int = 60) -> str:
   """A filesystem-safe name for a prompt: lowercase words joined by '_'."""
@@ -93,7 +95,7 @@ def read_image(path: str, size: int) -> np.ndarray:
     with Image.open(path) as img:
       img = img.convert("RGB")
   except (OSError, ValueError) as e:
-    raise ValueError(f"cannot decode image {path}: {e}") from e
+    raise errors.UserError(f"cannot decode image {path}: {e}") from e
   w, h = img.size
   side = min(w, h)
   img = img.crop(((w - side) // 2, (h - side) // 2, (w - side) // 2 + side, (h - side) // 2 + side))
@@ -117,7 +119,7 @@ def read_video(path: str, num_frames: int, size: int) -> np.ndarray:
         if len(frames) == num_frames:
           break
   except (av.error.FFmpegError, ValueError) as e:
-    raise ValueError(f"cannot decode video {path}: {e}") from e
+    raise errors.UserError(f"cannot decode video {path}: {e}") from e
   if len(frames) < num_frames:
-    raise ValueError(f"video {path} has {len(frames)} frames, the model needs {num_frames}")
+    raise errors.UserError(f"video {path} has {len(frames)} frames, the model needs {num_frames}")
   return np.stack(frames)

@@ -1,4 +1,5 @@
 """Checkpoint helpers that the end-to-end resume tests in test_train_distributed.py do not isolate."""
+import json
 import sys
 import types
 
@@ -7,7 +8,9 @@ import jax.numpy as jnp
 import ml_collections
 import pytest
 
+from conftest import load_experiment
 from lumiere_jax import checkpoint as ckpt_lib
+from lumiere_jax import modeling
 
 
 def _unraisable(exc):
@@ -45,3 +48,22 @@ def test_library_restore_leaves_the_process_unraisablehook_alone(tmp_path, monke
   with pytest.raises(ckpt_lib.CheckpointError):
     ckpt_lib.restore_subtree(str(tmp_path), ("w",), jax.ShapeDtypeStruct((5,), jnp.float32))
   assert sys.unraisablehook is sentinel
+
+
+@pytest.mark.parametrize("has_embedding_dim", [True, False])
+def test_old_config_json_loads_without_the_removed_text_keys(tmp_path, has_embedding_dim):
+  """text.max_len / text.precomputed_dim duplicated data.max_text_len / data.text_embedding_dim;
+  a workdir saved with them loads (into the data keys when a config predates those)."""
+  config = load_experiment("tiny", "precomputed")
+  old = ckpt_lib.config_to_dict(config)
+  old["text"].update(max_len=old["data"]["max_text_len"],
+                     precomputed_dim=old["data"]["text_embedding_dim"])
+  if not has_embedding_dim:
+    del old["data"]["text_embedding_dim"]
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  loaded = ckpt_lib.load_config(str(tmp_path))
+  assert ckpt_lib.config_to_dict(loaded) == ckpt_lib.config_to_dict(config)
+  assert "max_len" not in loaded.text and "precomputed_dim" not in loaded.text
+  shapes = [jax.tree.map(lambda a: a.shape, modeling.abstract_params(modeling.build(c, 0), c))
+            for c in (loaded, config)]
+  assert shapes[0] == shapes[1]

@@ -7,16 +7,16 @@ import optax
 import pytest
 
 from experiments import tiny
+from lumiere_jax import modeling
 from lumiere_jax.models import inflate as inflate_lib
-from lumiere_jax.models import model as model_lib
 
 
 def _models():
   cfg = tiny.get_config("test")
   cfg.model.remat = True  # Exercised by the training steps below.
-  stunet = model_lib.build_model(cfg.model, cfg.text, cfg.data.vocab_size)
+  stunet = modeling.build(cfg, cfg.data.vocab_size)
   cfg.model.temporal = False
-  t2i = model_lib.build_model(cfg.model, cfg.text, cfg.data.vocab_size)
+  t2i = modeling.build(cfg, cfg.data.vocab_size)
   return t2i, stunet
 
 
@@ -107,7 +107,7 @@ def test_inflated_stunet_without_temporal_resampling_equals_t2i_per_frame_on_any
   t2i, stunet_init = params
   cfg = tiny.get_config("test")
   cfg.model.temporal_downsample = (False,)
-  stunet_model = model_lib.build_model(cfg.model, cfg.text, cfg.data.vocab_size)
+  stunet_model = modeling.build(cfg, cfg.data.vocab_size)
   # Its tree is the STUNet's without the temporal resampling modules: take their init values.
   shapes = jax.eval_shape(stunet_model.init, jax.random.key(1), _constant_clip(), T, TOKENS, MASK)
   init = jax.tree_util.tree_map_with_path(lambda p, _: _get(stunet_init, p), nn.unbox(shapes))
@@ -160,7 +160,7 @@ def test_inflate_adds_zero_cond_channels(params):
   _, stunet = params
   cfg = tiny.get_config("test")
   cfg.model.cond_channels = 4
-  cond_model = model_lib.build_model(cfg.model, cfg.text, cfg.data.vocab_size)
+  cond_model = modeling.build(cfg, cfg.data.vocab_size)
   clip = _constant_clip()
   cond_init = jax.tree.map(
       jnp.ones_like,

@@ -56,6 +56,28 @@ def test_sample_with_empty_prompt_is_one_line(trained, config_flag):
   assert not any("Traceback" in l for l in lines)
 
 
+@pytest.mark.parametrize("error, one_line", [("errors.UserError", True), ("ValueError", False)])
+def test_only_user_errors_lose_their_traceback(error, one_line):
+  """A ValueError from a bug (not bad input) reaches the user with its traceback."""
+  code = ("import sys\n"
+          "from lumiere_jax import checkpoint, errors, main\n"
+          "def load_config(workdir):\n"
+          f"  raise {error}('the message')\n"
+          "checkpoint.load_config = load_config\n"
+          "sys.argv = ['main', '--workdir=/tmp/x', '--mode=sample']\n"
+          "main.main()\n")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=300)
+  lines = proc.stderr.strip().splitlines()
+  assert proc.returncode != 0
+  if one_line:
+    assert lines == ["error: the message"], lines
+  else:
+    assert "Traceback (most recent call last):" in lines, lines
+    assert lines[-1] == "ValueError: the message", lines
+    assert not any(l.startswith("error:") for l in lines), lines
+
+
 def test_sampler_flags_reach_the_sample_and_sweep_settings():
   from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
   from lumiere_jax import main  # pylint: disable=g-import-not-at-top

@@ -9,14 +9,13 @@ from lumiere_jax.models import text_encoder
 
 
 def _cfg(**kw):
-  cfg = dict(kind="transformer", width=32, num_layers=1, num_heads=2, mlp_dim=64, max_len=8,
-             precomputed_dim=0)
+  cfg = dict(kind="transformer", width=32, num_layers=1, num_heads=2, mlp_dim=64)
   cfg.update(kw)
   return ml_collections.ConfigDict(cfg)
 
 
 def test_transformer_encoder_shapes_and_padding():
-  enc = text_encoder.text_encoder_from_config(_cfg(), 50, jnp.float32, jnp.float32)
+  enc = text_encoder.text_encoder_from_config(_cfg(), 50, jnp.float32, jnp.float32, max_len=8)
   tokens = jnp.array([[5, 6, 7, 0, 0, 0], [0] * 6], jnp.int32)
   mask = tokens > 0
   v = enc.init(jax.random.key(0), tokens, mask)
@@ -31,15 +30,15 @@ def test_transformer_encoder_shapes_and_padding():
 
 
 def test_too_long_text_raises():
-  enc = text_encoder.text_encoder_from_config(_cfg(), 50, jnp.float32, jnp.float32)
+  enc = text_encoder.text_encoder_from_config(_cfg(), 50, jnp.float32, jnp.float32, max_len=8)
   tokens = jnp.ones((1, 9), jnp.int32)
   with pytest.raises(ValueError, match="max_len=8"):
     enc.init(jax.random.key(0), tokens, tokens > 0)
 
 
 def test_precomputed_path():
-  enc = text_encoder.text_encoder_from_config(_cfg(kind="precomputed", precomputed_dim=12), 0,
-                                              jnp.float32, jnp.float32)
+  enc = text_encoder.text_encoder_from_config(_cfg(kind="precomputed"), 0, jnp.float32,
+                                              jnp.float32, max_len=8, input_dim=12)
   emb = jnp.ones((2, 5, 12))
   mask = jnp.array([[True] * 5, [True, False, False, False, False]])
   v = enc.init(jax.random.key(0), emb, mask)
@@ -52,4 +51,5 @@ def test_precomputed_path():
 
 def test_unknown_kind_raises():
   with pytest.raises(ValueError, match="unknown text.kind"):
-    text_encoder.text_encoder_from_config(_cfg(kind="clip"), 50, jnp.float32, jnp.float32)
+    text_encoder.text_encoder_from_config(_cfg(kind="clip"), 50, jnp.float32, jnp.float32,
+                                          max_len=8)

@@ -33,8 +33,8 @@ def test_truncates_to_max_len_and_rejects_wordless_prompts():
 def test_encoder_for_checks_the_config():
   config = load_experiment("tiny", "precomputed")
   assert text_features.encoder_for(config).dim == 64
-  config.text.precomputed_dim = 32
-  with pytest.raises(ValueError, match="set both equal"):
+  config.data.text_embedding_dim = 0  # No stored features to read.
+  with pytest.raises(ValueError, match=r"set data.text_embedding_dim > 0 \(their dim\), got 0"):
     text_features.encoder_for(config)
   with pytest.raises(ValueError, match="not 'precomputed'"):
     text_features.encoder_for(load_experiment("tiny"))

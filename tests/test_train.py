@@ -204,7 +204,7 @@ def test_precomputed_text_features_train_and_sample(tmp_path, data_dir):
   del data_dir
   config = load_experiment("tiny", "test")
   config.data.text_embedding_dim = 8
-  config.text.update(kind="precomputed", precomputed_dim=8)
+  config.text.kind = "precomputed"
   config.train.update(steps=2, eval_prompts=0)
   config.sample.prompts = config.sample.prompts[:1]
   summary = train.train_and_evaluate(config, str(tmp_path))
@@ -215,8 +215,8 @@ def test_precomputed_text_features_train_and_sample(tmp_path, data_dir):
   videos = sampler(["a red square moves up"], seed=0)
   assert videos.shape == (1, 4, 16, 16, 3)
   np.testing.assert_array_equal(videos, sampler(["a red square moves up"], seed=0))
-  config.text.precomputed_dim = 16
-  with pytest.raises(ValueError, match="set both equal"):
+  config.data.text_embedding_dim = 0  # No stored features to read.
+  with pytest.raises(ValueError, match=r"set data.text_embedding_dim > 0 \(their dim\), got 0"):
     train.train_and_evaluate(config, str(tmp_path / "bad"))
 
 

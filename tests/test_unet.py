@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from experiments import tiny
+from lumiere_jax import modeling
 from lumiere_jax.models import model as model_lib
 from lumiere_jax.models import unet as unet_lib
 
@@ -26,7 +27,7 @@ def _inputs(cfg, batch=1, frames=8, res=32):
 
 
 def _abstract_init(cfg, inputs):
-  model = model_lib.build_model(cfg.model, cfg.text, cfg.data.vocab_size)
+  model = modeling.build(cfg, cfg.data.vocab_size)
   return model, jax.eval_shape(model.init, jax.random.key(1), *inputs)
 
 
@@ -116,8 +117,9 @@ def test_paper_scale_shapes():
   cfg.model.update(channels=(256, 512, 1024, 1024), num_res_blocks=2, attn_levels=(2, 3),
                    head_dim=64, temporal_downsample=(True, True, True), space_to_depth=1,
                    norm_groups=32, dtype="bfloat16", remat=True)
-  cfg.text.update(kind="precomputed", width=1024, precomputed_dim=4096, max_len=64)
-  model = model_lib.build_model(cfg.model, cfg.text, 0)
+  cfg.text.update(kind="precomputed", width=1024)
+  cfg.data.update(max_text_len=64, text_embedding_dim=4096)
+  model = modeling.build(cfg, 0)
   x = jax.ShapeDtypeStruct((1, 80, 128, 128, 3), jnp.float32)
   args = (x, jax.ShapeDtypeStruct((1,), jnp.float32),
           jax.ShapeDtypeStruct((1, 64, 4096), jnp.float32),
@@ -135,7 +137,7 @@ def _jacobian_rank(pixel_skip):
   cfg = tiny.get_config()
   cfg.model.update(temporal=False, channels=(4, 8), norm_groups=2, num_heads=1, attn_levels=(),
                    space_to_depth=4, pixel_skip=pixel_skip)
-  model = model_lib.build_model(cfg.model, cfg.text, cfg.data.vocab_size)
+  model = modeling.build(cfg, cfg.data.vocab_size)
   x, t, tokens, mask, _ = _inputs(cfg, frames=1, res=8)
   params = model.init(jax.random.key(1), x, t, tokens, mask)["params"]
   if pixel_skip:  # Gates start at zero (the model starts as without the skip); open them.
@@ -160,10 +162,10 @@ def test_pixel_skip_starts_as_the_model_without_it(gate_from_features):
   cfg = tiny.get_config()
   cfg.model.update(pixel_skip=True, cond_channels=4, pixel_gate_from_features=gate_from_features)
   inputs = _inputs(cfg, batch=2, res=32)
-  with_skip = model_lib.build_model(cfg.model, cfg.text, cfg.data.vocab_size)
+  with_skip = modeling.build(cfg, cfg.data.vocab_size)
   params = with_skip.init(jax.random.key(1), *inputs)["params"]
   cfg.model.pixel_skip = False
-  without = model_lib.build_model(cfg.model, cfg.text, cfg.data.vocab_size)
+  without = modeling.build(cfg, cfg.data.vocab_size)
   unet = {k: v for k, v in params["unet"].items() if "pixel_skip" not in k}
   np.testing.assert_array_equal(with_skip.apply({"params": params}, *inputs),
                                 without.apply({"params": {**params, "unet": unet}}, *inputs))
@@ -175,7 +177,7 @@ def _skip_gain_spread(gate_from_features):
   cfg.model.update(temporal=False, channels=(4, 8), norm_groups=2, num_heads=1, attn_levels=(),
                    space_to_depth=4, pixel_skip=True,
                    pixel_gate_from_features=gate_from_features)
-  model = model_lib.build_model(cfg.model, cfg.text, cfg.data.vocab_size)
+  model = modeling.build(cfg, cfg.data.vocab_size)
   x, t, tokens, mask, _ = _inputs(cfg, frames=1, res=16)
   flat = flax.traverse_util.flatten_dict(
       nn.meta.unbox(model.init(jax.random.key(1), x, t, tokens, mask)["params"]))
@@ -205,7 +207,7 @@ def _static_clip_frame_spread(perturb):
   cfg.model.update(channels=(8, 16), norm_groups=2, num_heads=2, space_to_depth=2,
                    position_code=True, frame_film=True, text_layout=True,
                    temporal_downsample=(False,))
-  model = model_lib.build_model(cfg.model, cfg.text, cfg.data.vocab_size)
+  model = modeling.build(cfg, cfg.data.vocab_size)
   x, t, tokens, mask, _ = _inputs(cfg, batch=2, frames=4, res=8)
   x = jnp.repeat(x[:, :1], 4, axis=1)
   params = nn.meta.unbox(model.init(jax.random.key(1), x, t, tokens, mask)["params"])

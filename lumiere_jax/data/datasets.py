@@ -7,6 +7,7 @@ Build a config's dataset ahead of training (like `tfds build`, with the name tra
 """
 import sys
 
+from lumiere_jax import errors
 from lumiere_jax.data import synthetic
 from lumiere_jax.data import video_folder
 
@@ -19,7 +20,8 @@ BUILDERS = {
 def build_dataset(data_cfg, data_dir=None):
   """The prepared TFDS builder for `data_cfg`; data_dir None: `synthetic.resolve_data_dir`."""
   if data_cfg.name not in BUILDERS:
-    raise ValueError(f"Unknown dataset name {data_cfg.name!r}; expected one of {tuple(BUILDERS)}.")
+    raise errors.UserError(f"Unknown dataset name {data_cfg.name!r}; expected one of "
+                           f"{tuple(BUILDERS)}.")
   return BUILDERS[data_cfg.name](data_cfg, data_dir)
 
 
@@ -28,7 +30,7 @@ def _main(argv):
     raise SystemExit(f"error: unexpected arguments: {' '.join(argv[1:])}")
   try:
     builder = build_dataset(_CONFIG.value.data)
-  except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+  except (errors.UserError, FileNotFoundError, NotADirectoryError) as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(1)
   splits = {s: builder.info.splits[s].num_examples for s in builder.info.splits}

@@ -12,6 +12,7 @@ import grain.python as grain
 import jax
 import numpy as np
 
+from lumiere_jax import errors
 from lumiere_jax import video_io
 from lumiere_jax.data import render
 
@@ -135,17 +136,17 @@ def create_data_iterator(data_cfg, builder, tokenizer, split, global_batch_size,
   if shard_options is None:
     shard_options = grain.ShardByJaxProcess(drop_remainder=True)
   if global_batch_size < 1 or global_batch_size % shard_options.shard_count:
-    raise ValueError(f"Global batch size {global_batch_size} is not a positive multiple of the "
-                     f"process count {shard_options.shard_count}.")
+    raise errors.UserError(f"Global batch size {global_batch_size} is not a positive multiple of "
+                           f"the process count {shard_options.shard_count}.")
   stored_frames = builder.info.features["video"].shape[0]
   if stored_frames < data_cfg.num_frames:
-    raise ValueError(f"Dataset clips have {stored_frames} frames, fewer than num_frames="
-                     f"{data_cfg.num_frames}.")
+    raise errors.UserError(f"Dataset clips have {stored_frames} frames, fewer than num_frames="
+                           f"{data_cfg.num_frames}.")
   features = builder.info.features
   if tokenizer is None and not {"text_embedding", "text_mask"} <= set(features.keys()):
-    raise ValueError(f"Dataset {builder.name}/{builder.builder_config.name} stores no caption "
-                     "features (text_embedding, text_mask) for text.kind='precomputed'; build it "
-                     "with data.text_embedding_dim > 0.")
+    raise errors.UserError(f"Dataset {builder.name}/{builder.builder_config.name} stores no "
+                           "caption features (text_embedding, text_mask) for "
+                           "text.kind='precomputed'; build it with data.text_embedding_dim > 0.")
   source = builder.as_data_source(split)
   sampler = grain.IndexSampler(num_records=len(source), shard_options=shard_options,
                                shuffle=shuffle, num_epochs=num_epochs, seed=seed)
@@ -172,11 +173,12 @@ def make_global_batch(batch, mesh, batch_axes=("data", "fsdp")):
   """
   axes = tuple(a for a in batch_axes if a in mesh.axis_names)
   if not axes:
-    raise ValueError(f"None of the batch axes {batch_axes} is in the mesh axes {mesh.axis_names}.")
+    raise errors.UserError(f"None of the batch axes {batch_axes} is in the mesh axes "
+                           f"{mesh.axis_names}.")
   num_shards = int(np.prod([mesh.shape[a] for a in axes]))
   local = next(iter(jax.tree.leaves(batch))).shape[0]
   if (local * jax.process_count()) % num_shards:
-    raise ValueError(f"Global batch {local * jax.process_count()} is not divisible by the "
-                     f"{num_shards} devices along mesh axes {axes}.")
+    raise errors.UserError(f"Global batch {local * jax.process_count()} is not divisible by the "
+                           f"{num_shards} devices along mesh axes {axes}.")
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(axes))
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)

@@ -9,6 +9,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lumiere_jax import errors
 from lumiere_jax import progress as progress_lib
 from lumiere_jax.data import render
 from lumiere_jax.data import text_features
@@ -22,16 +23,16 @@ class SyntheticClipsConfig(tfds.core.BuilderConfig):
   def __init__(self, *, variant="simple", num_frames=8, resolution=32, fps=8, num_train=8000,
                num_validation=256, num_test=256, seed=0, text_embedding_dim=0, max_text_len=16):
     if variant not in render.VARIANTS:
-      raise ValueError(f"Unknown variant {variant!r}; expected one of {render.VARIANTS}.")
+      raise errors.UserError(f"Unknown variant {variant!r}; expected one of {render.VARIANTS}.")
     if num_frames < 1 or resolution < 8 or fps < 1:
-      raise ValueError(f"Need num_frames >= 1, resolution >= 8, fps >= 1; "
-                       f"got {num_frames}, {resolution}, {fps}.")
+      raise errors.UserError(f"Need num_frames >= 1, resolution >= 8, fps >= 1; "
+                             f"got {num_frames}, {resolution}, {fps}.")
     if min(num_train, num_validation, num_test) < 1:
-      raise ValueError(
+      raise errors.UserError(
           f"Split sizes must be positive, got {num_train}, {num_validation}, {num_test}.")
     if text_embedding_dim < 0 or (text_embedding_dim and max_text_len < 1):
-      raise ValueError(f"Need text_embedding_dim >= 0 and max_text_len >= 1; got "
-                       f"{text_embedding_dim}, {max_text_len}.")
+      raise errors.UserError(f"Need text_embedding_dim >= 0 and max_text_len >= 1; got "
+                             f"{text_embedding_dim}, {max_text_len}.")
     name = (f"{variant}_t{num_frames}_r{resolution}_f{fps}_"
             f"n{num_train}-{num_validation}-{num_test}_s{seed}")
     if text_embedding_dim:  # Stored caption features (text.kind='precomputed').
@@ -162,7 +163,7 @@ def config_from_data_cfg(data_cfg):
 def build_dataset(data_cfg, data_dir=None):
   """Returns the prepared builder for `data_cfg`, generating it only on the first call."""
   if data_cfg.name != "synthetic_clips":
-    raise ValueError(f"Unknown dataset name {data_cfg.name!r}; expected 'synthetic_clips'.")
+    raise errors.UserError(f"Unknown dataset name {data_cfg.name!r}; expected 'synthetic_clips'.")
   config = config_from_data_cfg(data_cfg)
   # TFDS refuses a new config object named like a predefined one: use the predefined one then.
   config = SyntheticClips.builder_configs.get(config.name, config)

@@ -13,6 +13,8 @@ import zlib
 
 import numpy as np
 
+from lumiere_jax import errors
+
 # Part of the encoder's definition, like a frozen network's weights: changing it changes every
 # stored feature, so it is not a setting.
 _SEED = 20240123
@@ -63,8 +65,8 @@ class HashedWordEncoder:
     """Like `encode`; rejects prompts without a word (they would be all padding)."""
     for prompt in prompts:
       if not _WORD.findall(prompt.lower()):
-        raise ValueError(f"Prompt {prompt!r} has no words; give some text (use the guidance "
-                         "scale, not an empty prompt, for unconditional samples).")
+        raise errors.UserError(f"Prompt {prompt!r} has no words; give some text (use the guidance "
+                               "scale, not an empty prompt, for unconditional samples).")
     return self.encode(prompts, max_len)
 
   @property
@@ -75,10 +77,10 @@ class HashedWordEncoder:
 def encoder_for(config):
   """The frozen encoder of a `text.kind='precomputed'` config (checked against the dataset)."""
   if config.text.kind != "precomputed":
-    raise ValueError(f"text.kind is {config.text.kind!r}, not 'precomputed'")
+    raise errors.UserError(f"text.kind is {config.text.kind!r}, not 'precomputed'")
   dim = int(config.data.get("text_embedding_dim", 0))
-  if dim != config.text.precomputed_dim:
-    raise ValueError(
-        f"text.kind='precomputed' reads data.text_embedding_dim={dim}-dim features from the "
-        f"dataset, but text.precomputed_dim={config.text.precomputed_dim}; set both equal")
+  if dim <= 0:
+    raise errors.UserError(
+        f"text.kind='precomputed' reads the caption features stored with the clips; set "
+        f"data.text_embedding_dim > 0 (their dim), got {dim}")
   return HashedWordEncoder(dim)

@@ -10,6 +10,8 @@ from absl import logging
 import numpy as np
 import sentencepiece as spm
 
+from lumiere_jax import errors
+
 PAD_ID = 0
 UNK_ID = 1
 
@@ -90,8 +92,8 @@ class Tokenizer:
     """Like `encode`, for user prompts: rejects empty ones instead of encoding all-pad."""
     for prompt in prompts:
       if not prompt.strip():
-        raise ValueError(f"Empty prompt {prompt!r}; give some text (use the guidance scale, "
-                         "not an empty prompt, for unconditional samples).")
+        raise errors.UserError(f"Empty prompt {prompt!r}; give some text (use the guidance scale, "
+                               "not an empty prompt, for unconditional samples).")
     return self.encode(prompts, max_len)
 
   def decode(self, tokens):

@@ -28,6 +28,7 @@ import tempfile
 import numpy as np
 import tensorflow_datasets as tfds
 
+from lumiere_jax import errors
 from lumiere_jax import progress as progress_lib
 from lumiere_jax.data import synthetic
 from lumiere_jax.data import video_decode
@@ -45,7 +46,8 @@ def find_captions_file(video_dir):
   if not found:
     raise FileNotFoundError(f"No {' or '.join(CAPTION_FILES)} in video_dir {video_dir!r}.")
   if len(found) > 1:
-    raise ValueError(f"Both {' and '.join(CAPTION_FILES)} in video_dir {video_dir!r}; keep one.")
+    raise errors.UserError(f"Both {' and '.join(CAPTION_FILES)} in video_dir {video_dir!r}; keep "
+                           "one.")
   return found[0]
 
 
@@ -59,16 +61,16 @@ class VideoFolderConfig(tfds.core.BuilderConfig):
   def __init__(self, *, video_dir, num_frames=8, resolution=32, fps=8, clip_stride=0,
                validation_fraction=0.05, max_bad_fraction=0.05, num_workers=2):
     if not video_dir:
-      raise ValueError("data.video_dir is empty; set it to a directory of captioned videos.")
+      raise errors.UserError("data.video_dir is empty; set it to a directory of captioned videos.")
     video_dir = os.path.abspath(os.path.expanduser(video_dir))
     if not os.path.isdir(video_dir):
       raise NotADirectoryError(f"video_dir {video_dir!r} is not a directory.")
     if num_frames < 1 or resolution < 8 or fps <= 0 or clip_stride < 0:
-      raise ValueError(f"Need num_frames >= 1, resolution >= 8, fps > 0, clip_stride >= 0; got "
-                       f"{num_frames}, {resolution}, {fps}, {clip_stride}.")
+      raise errors.UserError(f"Need num_frames >= 1, resolution >= 8, fps > 0, clip_stride >= 0; "
+                             f"got {num_frames}, {resolution}, {fps}, {clip_stride}.")
     if not 0 <= validation_fraction < 1 or not 0 <= max_bad_fraction <= 1:
-      raise ValueError(f"Need 0 <= validation_fraction < 1 and 0 <= max_bad_fraction <= 1; got "
-                       f"{validation_fraction}, {max_bad_fraction}.")
+      raise errors.UserError(f"Need 0 <= validation_fraction < 1 and 0 <= max_bad_fraction <= 1; "
+                             f"got {validation_fraction}, {max_bad_fraction}.")
     self.captions_file = find_captions_file(video_dir)
     digest = hashlib.sha256(video_dir.encode("utf-8", "surrogateescape"))
     with open(self.captions_file, "rb") as f:
@@ -159,8 +161,8 @@ def _parse_jsonl(text):
 def _parse_csv(text, name):
   reader = csv.DictReader(io.StringIO(text, newline=""))
   if not reader.fieldnames or not {"path", "caption"} <= set(reader.fieldnames):
-    raise ValueError(f"{name} needs a header row with 'path' and 'caption' columns, got "
-                     f"{reader.fieldnames}.")
+    raise errors.UserError(f"{name} needs a header row with 'path' and 'caption' columns, got "
+                           f"{reader.fieldnames}.")
   for row in reader:
     if not row["path"]:
       yield reader.line_num, None, None, "malformed row (no path)"
@@ -279,14 +281,14 @@ class VideoFolder(tfds.core.GeneratorBasedBuilder):
     """Fails the build on too many bad rows or, after decoding (`clips` not None), no clips."""
     cfg = self.builder_config
     if not num_rows:
-      raise ValueError(f"{cfg.captions_file} has no rows.")
+      raise errors.UserError(f"{cfg.captions_file} has no rows.")
     if len(bad) / num_rows > cfg.max_bad_fraction:
-      raise ValueError(
+      raise errors.UserError(
           f"{len(bad)} of {num_rows} caption rows in {cfg.captions_file} are bad, more than "
           f"max_bad_fraction={cfg.max_bad_fraction:g}; see {self.bad_files_path}.")
     if clips == 0:
-      raise ValueError(f"No usable clips in {cfg.video_dir} (num_frames={cfg.num_frames} at "
-                       f"{cfg.fps:g} fps); see {self.bad_files_path}.")
+      raise errors.UserError(f"No usable clips in {cfg.video_dir} (num_frames={cfg.num_frames} at "
+                             f"{cfg.fps:g} fps); see {self.bad_files_path}.")
 
   def _generate_examples(self, rows):
     cfg = self.builder_config

@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 
+from lumiere_jax import errors
 from lumiere_jax.diffusion import schedules
 
 T_SAMPLINGS = ('uniform', 'logit_normal')
@@ -19,7 +20,7 @@ def cfg_drop(text_emb, text_mask, rng, p):
   """
   p = float(p)
   if not 0.0 <= p <= 1.0:
-    raise ValueError(f'cfg dropout probability must be in [0, 1], got {p}')
+    raise errors.UserError(f'cfg dropout probability must be in [0, 1], got {p}')
   drop = jax.random.bernoulli(rng, p, (text_mask.shape[0],))
   text_mask = jnp.logical_and(text_mask, ~drop[:, None])
   text_emb = jnp.where(schedules.expand_to(drop, text_emb), 0.0, text_emb).astype(text_emb.dtype)
@@ -41,12 +42,12 @@ def sample_t(rng, batch, diff_cfg):
     z = jax.random.normal(k_t, (batch,), jnp.float32)
     t = jax.nn.sigmoid(diff_cfg.t_logit_mean + diff_cfg.t_logit_std * z)
   else:
-    raise ValueError(f'diffusion.t_sampling must be one of {T_SAMPLINGS}, '
-                     f'got {diff_cfg.t_sampling!r}')
+    raise errors.UserError(f'diffusion.t_sampling must be one of {T_SAMPLINGS}, '
+                           f'got {diff_cfg.t_sampling!r}')
   frac, start = float(diff_cfg.get('t_tail_frac', 0.0)), float(diff_cfg.get('t_tail_start', 1.0))
   if not (0.0 <= frac <= 1.0 and 0.0 <= start <= 1.0):
-    raise ValueError(f'diffusion.t_tail_frac and t_tail_start must be in [0, 1], got {frac} '
-                     f'and {start}')
+    raise errors.UserError(f'diffusion.t_tail_frac and t_tail_start must be in [0, 1], got {frac} '
+                           f'and {start}')
   if frac == 0.0:
     return t
   tail = jax.random.uniform(k_tail, (batch,), jnp.float32, minval=start, maxval=1.0)
@@ -73,8 +74,8 @@ def loss_weight(lsnr, diff_cfg):
     return capped / per_x0_error
   if diff_cfg.loss_weighting == 'v_capped':
     return (1.0 + capped) / per_x0_error
-  raise ValueError(f'diffusion.loss_weighting must be one of {LOSS_WEIGHTINGS}, '
-                   f'got {diff_cfg.loss_weighting!r}')
+  raise errors.UserError(f'diffusion.loss_weighting must be one of {LOSS_WEIGHTINGS}, '
+                         f'got {diff_cfg.loss_weighting!r}')
 
 
 def diffusion_loss(denoise_fn, x0, text_emb, text_mask, cond, rng, diff_cfg, loss_mask=None):

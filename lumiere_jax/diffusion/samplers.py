@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lumiere_jax import errors
 from lumiere_jax.diffusion import schedules
 
 SAMPLERS = ('ddim', 'ddpm', 'dpmpp_2m')
@@ -54,7 +55,7 @@ def time_grid(t_start, num_steps, spacing, diff_cfg):
     ts = np.interp(targets, lsnr[::-1], grid[::-1])
     ts[0], ts[-1] = t_start, 0.0
     return jnp.asarray(ts, jnp.float32)
-  raise ValueError(f'sample.spacing must be one of {SPACINGS}, got {spacing!r}')
+  raise errors.UserError(f'sample.spacing must be one of {SPACINGS}, got {spacing!r}')
 
 
 def _noise_to(x0, noise, t, diff_cfg):
@@ -96,9 +97,9 @@ def sample(denoise_fn, rng, shape, text_emb, text_mask, diff_cfg, sample_cfg, co
   num_steps = int(sample_cfg.num_steps)
   t_start = float(t_start)
   if sample_cfg.sampler not in SAMPLERS:
-    raise ValueError(f'sample.sampler must be one of {SAMPLERS}, got {sample_cfg.sampler!r}')
+    raise errors.UserError(f'sample.sampler must be one of {SAMPLERS}, got {sample_cfg.sampler!r}')
   if num_steps < 1:
-    raise ValueError(f'sample.num_steps must be >= 1, got {num_steps}')
+    raise errors.UserError(f'sample.num_steps must be >= 1, got {num_steps}')
   if not 0.0 <= t_start <= 1.0:
     raise ValueError(f't_start must be in [0, 1], got {t_start}')
   if t_start < 1.0 and x_init is None:

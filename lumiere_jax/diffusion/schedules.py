@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lumiere_jax import errors
+
 SCHEDULES = ('cosine', 'linear')
 PREDICTIONS = ('v', 'eps', 'x0')
 
@@ -43,7 +45,7 @@ def logsnr(t, diff_cfg):
   """
   lo, hi = float(diff_cfg.logsnr_min), float(diff_cfg.logsnr_max)
   if not lo < hi:
-    raise ValueError(f'logsnr_min must be < logsnr_max, got {lo} and {hi}')
+    raise errors.UserError(f'logsnr_min must be < logsnr_max, got {lo} and {hi}')
   t = jnp.asarray(t, jnp.float32)
   if diff_cfg.schedule == 'cosine':
     out = _cosine_logsnr(t, lo, hi)
@@ -52,7 +54,8 @@ def logsnr(t, diff_cfg):
     grid = np.linspace(0.0, 1.0, table.shape[0])
     out = jnp.interp(t, grid.astype(np.float32), table.astype(np.float32))
   else:
-    raise ValueError(f'diffusion.schedule must be one of {SCHEDULES}, got {diff_cfg.schedule!r}')
+    raise errors.UserError(f'diffusion.schedule must be one of {SCHEDULES}, '
+                           f'got {diff_cfg.schedule!r}')
   return jnp.clip(out, lo, hi) + float(diff_cfg.logsnr_shift)
 
 
@@ -74,7 +77,7 @@ def expand_to(a, x):
 
 def _check_prediction(prediction):
   if prediction not in PREDICTIONS:
-    raise ValueError(f'prediction must be one of {PREDICTIONS}, got {prediction!r}')
+    raise errors.UserError(f'prediction must be one of {PREDICTIONS}, got {prediction!r}')
 
 
 def pred_to_x0_eps(pred, x_t, alpha, sigma, prediction):

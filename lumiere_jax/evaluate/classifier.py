@@ -21,6 +21,7 @@ import optax
 from absl import logging
 from flax import serialization
 
+from lumiere_jax import errors
 from lumiere_jax import progress as progress_lib
 from lumiere_jax import video_io
 from lumiere_jax.data import datasets
@@ -59,7 +60,8 @@ def settings(cfg=None):
   cfg = cfg.to_dict() if isinstance(cfg, ml_collections.ConfigDict) else dict(cfg or {})
   unknown = set(cfg) - set(DEFAULTS)
   if unknown:
-    raise ValueError(f"Unknown classifier settings {sorted(unknown)}; known: {sorted(DEFAULTS)}.")
+    raise errors.UserError(f"Unknown classifier settings {sorted(unknown)}; known: "
+                           f"{sorted(DEFAULTS)}.")
   out = dict(DEFAULTS, **cfg)
   out["labels"], out["channels"] = tuple(out["labels"]), tuple(out["channels"])
   return out
@@ -115,8 +117,8 @@ def _label_names(builder, labels):
   features = builder.info.features
   missing = [k for k in labels if k not in features or not hasattr(features[k], "names")]
   if missing:
-    raise ValueError(f"Dataset {builder.info.full_name} has no ClassLabel features {missing}: the "
-                     "domain classifier needs the synthetic_clips labels.")
+    raise errors.UserError(f"Dataset {builder.info.full_name} has no ClassLabel features "
+                           f"{missing}: the domain classifier needs the synthetic_clips labels.")
   return {k: list(features[k].names) for k in labels}
 
 

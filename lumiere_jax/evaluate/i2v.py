@@ -10,6 +10,7 @@ Both are scored by the analytic detector (`alignment.alignment_scores`).
 """
 import numpy as np
 
+from lumiere_jax import errors
 from lumiere_jax import video_io
 from lumiere_jax.diffusion import conditioning
 from lumiere_jax.evaluate import alignment
@@ -50,9 +51,9 @@ def i2v_alignment(sampler, videos: np.ndarray, captions, seeds=(0,)) -> dict:
     {"own": scores, "changed": scores}: `alignment.alignment_scores` without the rows;
     "changed" covers the clips with room for a perpendicular move (its num_samples says how many).
   """
-  if sampler.cond_channels != 4:
-    raise ValueError("image-to-video alignment needs a conditional model (model.cond_channels=4), "
-                     f"got cond_channels={sampler.cond_channels}.")
+  if sampler.kind != "masked":
+    raise errors.UserError("image-to-video alignment needs a conditional model "
+                           f"(model.cond_channels=4), got cond_channels={sampler.cond_channels}.")
   if len(videos) != len(captions) or not len(captions):
     raise ValueError(f"Need as many clips as captions (> 0), got {len(videos)} and "
                      f"{len(captions)}.")

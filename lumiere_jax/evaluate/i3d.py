@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lumiere_jax import errors
 from lumiere_jax import video_io
 from lumiere_jax.evaluate import frechet
 
@@ -187,15 +188,15 @@ def variables_from_weights(weights, num_classes=NUM_CLASSES):
   expected = expected_shapes(num_classes)
   missing = sorted(set(expected) - set(weights))
   if missing:
-    raise ValueError(f"I3D weights lack {len(missing)} variables, e.g. {missing[0]!r}: "
-                     "see docs/metrics.md for the expected names.")
+    raise errors.UserError(f"I3D weights lack {len(missing)} variables, e.g. {missing[0]!r}: "
+                           "see docs/metrics.md for the expected names.")
   flat = {}
   for name, shape in expected.items():
     value = np.asarray(weights[name])
     if "batch_norm" in name and value.shape == (1, 1, 1, 1) + shape:
       value = value.reshape(shape)
     if value.shape != shape:
-      raise ValueError(f"I3D variable {name!r} has shape {value.shape}, expected {shape}.")
+      raise errors.UserError(f"I3D variable {name!r} has shape {value.shape}, expected {shape}.")
     collection, path = _flax_path(name)
     flat[(collection,) + path] = jnp.asarray(value, jnp.float32)
   return flax.traverse_util.unflatten_dict(flat)
@@ -208,9 +209,9 @@ def load_weights(path, num_classes=NUM_CLASSES):
   try:
     data = np.load(path, allow_pickle=False)
   except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-    raise ValueError(f"I3D weights {path} is not a readable .npz file ({e}).") from e
+    raise errors.UserError(f"I3D weights {path} is not a readable .npz file ({e}).") from e
   if not isinstance(data, np.lib.npyio.NpzFile):
-    raise ValueError(f"I3D weights {path} is a single array, expected an .npz of variables.")
+    raise errors.UserError(f"I3D weights {path} is a single array, expected an .npz of variables.")
   with data:
     weights = {k: data[k] for k in data.files}
   return variables_from_weights(weights, num_classes)

@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lumiere_jax import errors
+from lumiere_jax import modeling
 from lumiere_jax import video_io
 from lumiere_jax.diffusion import schedules
 from lumiere_jax.evaluate import detector
@@ -22,9 +24,9 @@ T_VALUES = (0.01, 0.03, 0.1, 0.3, 0.5, 0.7, 0.9, 0.97)
 def predict_at_level(model, config):
   """A jitted (params, tokens, text_mask, x0, t, eps) -> (prediction, target, x_t, alpha, sigma)
   of a text-to-video checkpoint: x0 noised to the scalar time t with noise eps."""
-  if config.model.cond_channels:
-    raise ValueError("the noise-level probes need a text-to-video checkpoint "
-                     "(model.cond_channels=0).")
+  if modeling.model_kind(config) != "t2v":
+    raise errors.UserError("the noise-level probes need a text-to-video checkpoint "
+                           "(model.cond_channels=0).")
   diff_cfg = config.diffusion
 
   @jax.jit
@@ -66,7 +68,7 @@ def denoising_errors(model, params, tokenizer, config, videos, captions, t_value
   tracks = [detector.track(v) for v in videos]
   on_object = np.stack([tr.object_mask for tr in tracks])
   if not on_object.any():
-    raise ValueError("no object found in the clips: denoising_errors needs synthetic clips")
+    raise errors.UserError("no object found in the clips: denoising_errors needs synthetic clips")
   tokens, mask = tokenizer.encode(captions, config.data.max_text_len)
   x0 = jnp.asarray(video_io.to_float(videos))
   fn = predict_at_level(model, config)

@@ -26,6 +26,7 @@ import numpy as np
 from absl import logging
 
 from lumiere_jax import checkpoint as ckpt_lib
+from lumiere_jax import errors
 from lumiere_jax import progress as progress_lib
 from lumiere_jax import sample as sample_lib
 from lumiere_jax import video_io
@@ -72,8 +73,8 @@ def resolve_steps(workdir, spec):
   try:
     steps = [int(s) for s in (spec.split(",") if isinstance(spec, str) else spec)]
   except ValueError as e:
-    raise ValueError(f"eval.checkpoints must be 'all', 'latest' or steps like '500,1000', "
-                     f"got {spec!r}.") from e
+    raise errors.UserError(f"eval.checkpoints must be 'all', 'latest' or steps like '500,1000', "
+                           f"got {spec!r}.") from e
   missing = [s for s in steps if s not in available]
   if missing:
     raise FileNotFoundError(f"checkpoint steps {missing} not found in {workdir}; available "
@@ -95,11 +96,12 @@ def sweep_cells(eval_cfg, steps):
   prompt_sets = _as_list(eval_cfg.prompt_sets, str)
   unknown = sorted(set(prompt_sets) - set(PROMPT_SETS))
   if unknown:
-    raise ValueError(f"Unknown eval.prompt_sets {unknown}; expected some of {PROMPT_SETS}.")
+    raise errors.UserError(f"Unknown eval.prompt_sets {unknown}; expected some of {PROMPT_SETS}.")
   samplers = _as_list(eval_cfg.samplers, str)
   bad = sorted(set(samplers) - set(samplers_lib.SAMPLERS))
   if bad:
-    raise ValueError(f"Unknown eval.samplers {bad}; expected some of {samplers_lib.SAMPLERS}.")
+    raise errors.UserError(f"Unknown eval.samplers {bad}; expected some of "
+                           f"{samplers_lib.SAMPLERS}.")
   return [dict(step=step, guidance=g, sampler=s, num_steps=n, seed=seed, prompt_set=p)
           for step in steps
           for g in _as_list(eval_cfg.guidance, float)
@@ -118,10 +120,10 @@ class _Evaluator:
     self.synthetic = data_cfg.name == "synthetic_clips"
     self.num_samples = int(eval_cfg.num_samples)
     if self.num_samples < 1:
-      raise ValueError(f"eval.num_samples must be >= 1, got {self.num_samples}.")
+      raise errors.UserError(f"eval.num_samples must be >= 1, got {self.num_samples}.")
     if (eval_cfg.fvd or eval_cfg.i3d_weights) and self.num_samples < 2:
-      raise ValueError(f"eval.num_samples={self.num_samples}, but a Frechet distance needs at "
-                       "least 2 samples; raise it or set eval.fvd=False.")
+      raise errors.UserError(f"eval.num_samples={self.num_samples}, but a Frechet distance needs "
+                             "at least 2 samples; raise it or set eval.fvd=False.")
     self.builder = datasets.build_dataset(data_cfg)
     self._prompts, self._real = {}, {}
     self.classifier = None
@@ -134,15 +136,15 @@ class _Evaluator:
     if prompt_set not in self._prompts:
       if prompt_set == "grid":
         if not self.synthetic:
-          raise ValueError("prompt set 'grid' describes synthetic clips; use 'validation' for "
-                           f"{self.data_cfg.name} data.")
+          raise errors.UserError("prompt set 'grid' describes synthetic clips; use 'validation' "
+                                 f"for {self.data_cfg.name} data.")
         grid = alignment.grid_prompts()
         prompts = [grid[i % len(grid)] for i in range(self.num_samples)]
       else:
         split = "test" if prompt_set == "test" else "validation"
         if split not in self.builder.info.splits:
-          raise ValueError(f"Dataset {self.builder.info.full_name} has no {split!r} split for "
-                           f"prompt set {prompt_set!r}.")
+          raise errors.UserError(f"Dataset {self.builder.info.full_name} has no {split!r} split "
+                                 f"for prompt set {prompt_set!r}.")
         prompts = classifier_lib.read_split(self.builder, split, (), self.num_samples)[2]
       self._prompts[prompt_set] = prompts
     return self._prompts[prompt_set]

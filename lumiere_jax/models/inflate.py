@@ -8,6 +8,7 @@ import jax
 import numpy as np
 from flax import traverse_util
 
+from lumiere_jax import errors
 from lumiere_jax.models import unet as unet_lib
 
 # Modules a target tree may have that its source lacks, besides temporal ones: the zero-init
@@ -44,14 +45,14 @@ def inflate(t2i_params, stunet_params_init):
   for path in src:
     name = "/".join(map(str, path))
     if path not in dst:
-      raise ValueError(f"T2I param {name} has no counterpart in the STUNet tree")
+      raise errors.UserError(f"T2I param {name} has no counterpart in the STUNet tree")
     if np.shape(_unbox(src[path])) != np.shape(_unbox(dst[path])):
-      raise ValueError(f"shape mismatch at {name}: T2I {np.shape(_unbox(src[path]))} vs STUNet "
-                       f"{np.shape(_unbox(dst[path]))}")
+      raise errors.UserError(f"shape mismatch at {name}: T2I {np.shape(_unbox(src[path]))} vs "
+                             f"STUNet {np.shape(_unbox(dst[path]))}")
   for path in dst:
     if path not in src and not _is_new(path):
-      raise ValueError(f"STUNet param {'/'.join(map(str, path))} is neither temporal nor in the "
-                       "T2I tree (do the two model configs differ?)")
+      raise errors.UserError(f"STUNet param {'/'.join(map(str, path))} is neither temporal nor in "
+                             "the T2I tree (do the two model configs differ?)")
   out = {p: _rebox(v, _unbox(src[p])) if p in src else v for p, v in dst.items()}
   return traverse_util.unflatten_dict(out)
 
@@ -76,10 +77,10 @@ def interpolate_spatial(params_a, params_b, alpha: float):
       out[path] = va
       continue
     if path not in b:
-      raise ValueError(f"param {'/'.join(map(str, path))} is missing from params_b")
+      raise errors.UserError(f"param {'/'.join(map(str, path))} is missing from params_b")
     xa, xb = _unbox(va), _unbox(b[path])
     if np.shape(xa) != np.shape(xb):
-      raise ValueError(f"shape mismatch at {'/'.join(map(str, path))}: {np.shape(xa)} vs "
-                       f"{np.shape(xb)}")
+      raise errors.UserError(f"shape mismatch at {'/'.join(map(str, path))}: {np.shape(xa)} vs "
+                             f"{np.shape(xb)}")
     out[path] = _rebox(va, ((1 - alpha) * xa + alpha * xb).astype(xa.dtype))
   return traverse_util.unflatten_dict(out)

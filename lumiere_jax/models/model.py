@@ -1,7 +1,8 @@
 """LumiereModel: text encoder + (ST)U-Net behind the interface of docs/conventions.md.
 
-The network only: it reads the `model` and `text` sub-configs. Building it for a whole
-experiment config (vocabulary, input shapes, abstract params) is `lumiere_jax/modeling.py`.
+The network only: it reads the `model` and `text` sub-configs, and the text shape it is given.
+Building it for a whole experiment config (vocabulary, input shapes, abstract params) is
+`lumiere_jax/modeling.py`.
 """
 import flax.linen as nn
 import jax
@@ -28,11 +29,14 @@ class LumiereModel(nn.Module):
     return self.denoise(x, t, self.encode_text(tokens, text_mask), text_mask, cond, train)
 
 
-def build_model(model_cfg, text_cfg, vocab_size: int) -> LumiereModel:
-  """Builds the model from `config.model` and `config.text`."""
+def build_model(model_cfg, text_cfg, vocab_size: int, *, max_text_len: int,
+                text_embedding_dim: int = 0) -> LumiereModel:
+  """Builds the model from `config.model` and `config.text` for the dataset's text shape
+  (`config.data.max_text_len`, `config.data.text_embedding_dim`)."""
   unet = unet_lib.unet_from_config(model_cfg)
   text = text_lib.text_encoder_from_config(text_cfg, vocab_size, jnp.dtype(model_cfg.dtype),
-                                           jnp.dtype(model_cfg.param_dtype))
+                                           jnp.dtype(model_cfg.param_dtype),
+                                           max_len=max_text_len, input_dim=text_embedding_dim)
   return LumiereModel(unet=unet, text_encoder=text)
 
 

@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lumiere_jax import errors
 from lumiere_jax.models import layers
 
 TEXT_KINDS = ("transformer", "precomputed")
@@ -53,9 +54,10 @@ class TextEncoder(layers.LayerBase):
   @nn.compact
   def __call__(self, tokens, text_mask):
     if tokens.shape[1] > self.max_len:
-      raise ValueError(f"text length {tokens.shape[1]} exceeds text.max_len={self.max_len}")
+      raise ValueError(f"text length {tokens.shape[1]} exceeds max_len={self.max_len} "
+                       "(data.max_text_len)")
     if self.width % self.num_heads:
-      raise ValueError(f"text width {self.width} is not divisible by {self.num_heads} heads")
+      raise errors.UserError(f"text width {self.width} is not divisible by {self.num_heads} heads")
     x = nn.Embed(self.vocab_size, self.width, dtype=self.dtype, param_dtype=self.param_dtype,
                  embedding_init=layers.partitioned(nn.initializers.normal(1.0),
                                                    ("vocab", "embed")),
@@ -85,14 +87,19 @@ class PrecomputedText(layers.LayerBase):
     return x * text_mask[..., None].astype(x.dtype)
 
 
-def text_encoder_from_config(text_cfg, vocab_size: int, dtype, param_dtype) -> nn.Module:
-  """`config.text.kind` selects the encoder; both share the `(inputs, text_mask)` interface."""
+def text_encoder_from_config(text_cfg, vocab_size: int, dtype, param_dtype, *, max_len: int,
+                             input_dim: int = 0) -> nn.Module:
+  """`config.text.kind` selects the encoder; both share the `(inputs, text_mask)` interface.
+
+  The text's shape is the dataset's (`config.data`): `max_len` tokens of `input_dim`-dim
+  precomputed features (0: any).
+  """
   if text_cfg.kind == "transformer":
     return TextEncoder(dtype=dtype, param_dtype=param_dtype, vocab_size=vocab_size,
                        width=text_cfg.width, num_layers=text_cfg.num_layers,
                        num_heads=text_cfg.num_heads, mlp_dim=text_cfg.mlp_dim,
-                       max_len=text_cfg.max_len)
+                       max_len=max_len)
   if text_cfg.kind == "precomputed":
     return PrecomputedText(dtype=dtype, param_dtype=param_dtype, width=text_cfg.width,
-                           input_dim=text_cfg.precomputed_dim)
-  raise ValueError(f"unknown text.kind {text_cfg.kind!r}; use one of {TEXT_KINDS}")
+                           input_dim=input_dim)
+  raise errors.UserError(f"unknown text.kind {text_cfg.kind!r}; use one of {TEXT_KINDS}")

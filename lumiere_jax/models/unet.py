@@ -9,6 +9,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from lumiere_jax import errors
 from lumiere_jax.models import layers
 
 TEMPORAL_PREFIX = "temporal_"
@@ -25,9 +26,9 @@ def check_frames(model_cfg, num_frames: int) -> None:
   """Raises a one-line ValueError if the clip length does not fit the temporal downsampling."""
   factor = temporal_factor(model_cfg)
   if num_frames % factor:
-    raise ValueError(f"num_frames={num_frames} is not divisible by the STUNet's total temporal "
-                     f"downsampling factor {factor} (model.temporal_downsample="
-                     f"{tuple(model_cfg.temporal_downsample)})")
+    raise errors.UserError(f"num_frames={num_frames} is not divisible by the STUNet's total "
+                           f"temporal downsampling factor {factor} (model.temporal_downsample="
+                           f"{tuple(model_cfg.temporal_downsample)})")
 
 
 class UNet(layers.LayerBase):
@@ -57,20 +58,21 @@ class UNet(layers.LayerBase):
     n = len(self.channels)
     for c in self.channels:
       if c % self.norm_groups:
-        raise ValueError(f"channel count {c} is not divisible by norm_groups={self.norm_groups}")
+        raise errors.UserError(f"channel count {c} is not divisible by "
+                               f"norm_groups={self.norm_groups}")
       if c % self._heads(c):
-        raise ValueError(f"channel count {c} is not divisible by {self._heads(c)} heads")
+        raise errors.UserError(f"channel count {c} is not divisible by {self._heads(c)} heads")
     if self.space_to_depth < 1:
-      raise ValueError(f"space_to_depth must be >= 1, got {self.space_to_depth}")
+      raise errors.UserError(f"space_to_depth must be >= 1, got {self.space_to_depth}")
     if any(not 0 <= i < n for i in self.attn_levels):
-      raise ValueError(f"attn_levels={tuple(self.attn_levels)} out of range for {n} levels")
+      raise errors.UserError(f"attn_levels={tuple(self.attn_levels)} out of range for {n} levels")
     if self.temporal:
       if len(self.temporal_downsample) != n - 1:
-        raise ValueError(f"temporal_downsample needs {n - 1} entries (one per level transition), "
-                         f"got {tuple(self.temporal_downsample)}")
+        raise errors.UserError(f"temporal_downsample needs {n - 1} entries (one per level "
+                               f"transition), got {tuple(self.temporal_downsample)}")
       if any(not 0 <= i < n for i in self._temporal_attn_levels()):
-        raise ValueError(f"temporal_attn_levels={tuple(self.temporal_attn_levels)} out of range "
-                         f"for {n} levels")
+        raise errors.UserError(f"temporal_attn_levels={tuple(self.temporal_attn_levels)} out of "
+                               f"range for {n} levels")
 
   def _heads(self, c: int) -> int:
     if self.head_dim:
@@ -118,8 +120,8 @@ class UNet(layers.LayerBase):
     s = self.space_to_depth
     spatial_factor = s * 2 ** (n - 1)
     if height % spatial_factor or width % spatial_factor:
-      raise ValueError(f"frame size {height}x{width} is not divisible by space_to_depth * "
-                       f"2**(levels - 1) = {spatial_factor}")
+      raise errors.UserError(f"frame size {height}x{width} is not divisible by space_to_depth * "
+                             f"2**(levels - 1) = {spatial_factor}")
     check_frames(self, frames)
     if (cond is None) != (self.cond_channels == 0):
       raise ValueError(f"cond must be given iff cond_channels > 0 (cond_channels="
