@@ -28,6 +28,7 @@ from lumiere_jax import errors
 from lumiere_jax import modeling
 from lumiere_jax import sample
 from lumiere_jax import video_io
+from lumiere_jax import workdir as workdir_lib
 from lumiere_jax.diffusion import conditioning
 from lumiere_jax.models import inflate
 
@@ -231,7 +232,7 @@ def run(config, workdir: str, *, prompts: Sequence[str] | None = None, image: st
   names = [app] if app != "text_to_video" else []
   names += [f"style_alpha{style_alpha:g}"] if style_from else []
   names += [f"{num_frames}frames"] if num_frames not in (None, frames) else []
-  out_dir = out_dir or os.path.join(workdir, "samples", str(sampler.step), "_".join(names))
+  out_dir = out_dir or workdir_lib.samples_dir(workdir, sampler.step, "_".join(names))
   written = [sample.write_videos(videos, prompts, out_dir, config.data.fps)]
   if ssr_workdir:
     ssr = sample.load_sampler(ssr_workdir, use_ema=config.sample.use_ema)

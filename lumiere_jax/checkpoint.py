@@ -12,7 +12,8 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 
-CHECKPOINT_DIR = "checkpoints"
+from lumiere_jax import workdir as workdir_lib
+
 # Config keys that were removed, and the key that holds their value now: configs saved before
 # (an old workdir's config.json, its checkpoints' configs) load without them.
 MOVED_KEYS = {"text.max_len": "data.max_text_len",
@@ -51,7 +52,8 @@ def create_manager(workdir: str, train_cfg, read_only: bool = False) -> ocp.Chec
       enable_async_checkpointing=train_cfg.get("async_checkpointing", True),
       create=not read_only, read_only=read_only,
   )
-  return ocp.CheckpointManager(epath.Path(absolute(workdir)) / CHECKPOINT_DIR, options=options)
+  return ocp.CheckpointManager(epath.Path(workdir_lib.checkpoints_dir(absolute(workdir))),
+                              options=options)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state: Any, data_iter: Any,
@@ -152,7 +154,7 @@ def restore_subtree(workdir: str, keys: tuple[str, ...], abstract_tree: Any,
   mngr = create_manager(workdir, ml_collections.ConfigDict(), read_only=True)
   steps = mngr.all_steps()
   if not steps:
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, CHECKPOINT_DIR)}")
+    raise FileNotFoundError(f"no checkpoint in {workdir_lib.checkpoints_dir(workdir)}")
   if step is None:
     step = max(steps)
   elif step not in steps:
@@ -179,7 +181,7 @@ def restore_subtree(workdir: str, keys: tuple[str, ...], abstract_tree: Any,
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a workdir was trained with (written at the start of training), in today's keys
   (`upgrade_config_dict`)."""
-  path = epath.Path(workdir) / "config.json"
+  path = epath.Path(workdir_lib.config_path(workdir))
   if not path.exists():
     raise FileNotFoundError(f"{path} not found: is {workdir} a lumiere_jax training workdir?")
   return ml_collections.ConfigDict(upgrade_config_dict(json.loads(path.read_text())))

@@ -19,6 +19,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from lumiere_jax import errors
+from lumiere_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (experiments/*.py[:variant]).",
@@ -97,7 +98,7 @@ def run(argv) -> None:
     config = _with_sampler_flags(config)
     if FLAGS.mode == "train":
       summary = train.train_and_evaluate(config, FLAGS.workdir)
-      samples = os.path.join(os.path.abspath(FLAGS.workdir), "samples")
+      samples = workdir_lib.samples_dir(os.path.abspath(FLAGS.workdir))
       print(f"Training done ({summary.get('end_step', summary['start_step'])} steps). "
             f"Videos: {samples}", flush=True)
     elif FLAGS.mode == "sample":

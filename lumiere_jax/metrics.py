@@ -6,6 +6,8 @@ import time
 import numpy as np
 from tensorboardX import SummaryWriter
 
+from lumiere_jax import workdir as workdir_lib
+
 
 class MetricWriter:
   """Writes scalars to `workdir/metrics.jsonl` and to TensorBoard under `workdir/tensorboard`.
@@ -18,8 +20,8 @@ class MetricWriter:
     if not enabled:
       return
     os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
-    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self._jsonl = open(os.path.join(workdir, workdir_lib.METRICS), "a", encoding="utf-8")
+    self._tb = SummaryWriter(os.path.join(workdir, workdir_lib.TENSORBOARD))
 
   def scalars(self, step: int, values: dict) -> None:
     if not self.enabled:

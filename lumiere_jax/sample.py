@@ -27,6 +27,7 @@ from lumiere_jax import modeling
 from lumiere_jax import progress as progress_lib
 from lumiere_jax import sharding as sharding_lib
 from lumiere_jax import video_io
+from lumiere_jax import workdir as workdir_lib
 from lumiere_jax.data import pipeline
 from lumiere_jax.data import text_features
 from lumiere_jax.data import tokenizer as tokenizer_lib
@@ -35,7 +36,6 @@ from lumiere_jax.diffusion import multidiffusion
 from lumiere_jax.diffusion import samplers
 from lumiere_jax.models import unet as unet_lib
 
-TOKENIZER_FILE = "tokenizer.model"
 SAMPLE_KEYS = ("sampler", "num_steps", "guidance", "eta", "clip_x0", "spacing")
 # Files of an exported sampler (see `export_sampler`).
 EXPORT_FILE, PARAMS_FILE, META_FILE = "sampler.jax_export", "params.npz", "meta.json"
@@ -375,7 +375,7 @@ def load_text_input(workdir: str, config: ml_collections.ConfigDict):
   encoder whose features the dataset stores (`text.kind='precomputed'`)."""
   if config.text.kind == "precomputed":
     return text_features.encoder_for(config)
-  return tokenizer_lib.Tokenizer.load(os.path.join(workdir, TOKENIZER_FILE))
+  return tokenizer_lib.Tokenizer.load(workdir_lib.tokenizer_path(workdir))
 
 
 def load_params(workdir: str, config: ml_collections.ConfigDict, step: int | None = None,
@@ -467,7 +467,7 @@ def export_sampler(sampler: Sampler, path: str, batch_size: int,
   np.savez(os.path.join(path, PARAMS_FILE),
            **{f"{i:05d}": np.asarray(jax.device_get(x)) for i, x in enumerate(leaves)})
   if not text_dim:
-    sampler.tokenizer.save(os.path.join(path, TOKENIZER_FILE))
+    sampler.tokenizer.save(workdir_lib.tokenizer_path(path))
   meta = dict(batch_size=batch_size, max_text_len=max_len, text_embedding_dim=text_dim,
               video_shape=sampler.video_shape,
               cond_channels=sampler.cond_channels, fps=int(sampler.config.data.fps),
@@ -494,7 +494,7 @@ def load_exported(path: str):
     meta = json.load(f)
   text_dim = meta.get("text_embedding_dim", 0)
   tokenizer = (text_features.HashedWordEncoder(text_dim) if text_dim
-               else tokenizer_lib.Tokenizer.load(os.path.join(path, TOKENIZER_FILE)))
+               else tokenizer_lib.Tokenizer.load(workdir_lib.tokenizer_path(path)))
   bs = meta["batch_size"]
   cond_shape = (bs,) + tuple(meta["video_shape"][:-1]) + (max(meta["cond_channels"], 1),)
 

@@ -28,6 +28,7 @@ from lumiere_jax import modeling
 from lumiere_jax import progress as progress_lib
 from lumiere_jax import sample as sample_lib
 from lumiere_jax import sharding as sharding_lib
+from lumiere_jax import workdir as workdir_lib
 from lumiere_jax.data import datasets
 from lumiere_jax.data import pipeline
 from lumiere_jax.data import synthetic
@@ -40,9 +41,6 @@ from lumiere_jax.evaluate import classifier as classifier_lib
 from lumiere_jax.evaluate import i2v as i2v_lib
 from lumiere_jax.models import inflate as inflate_lib
 from lumiere_jax.models import model as model_lib
-
-# The workdir's tokenizer copy: the sampler loads it from there, so both use one name.
-TOKENIZER_FILE = sample_lib.TOKENIZER_FILE
 
 
 @flax.struct.dataclass
@@ -308,7 +306,7 @@ def setup_data(config, workdir: str):
 
   if jax.process_index() == 0:
     builder, tokenizer = build()
-    dst = os.path.join(workdir, TOKENIZER_FILE)
+    dst = workdir_lib.tokenizer_path(workdir)
     if not precomputed and not os.path.exists(dst):
       tokenizer.save(dst)
   if jax.process_count() > 1:
@@ -345,7 +343,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   try:
     state = _restore_or_init(config, mngr, init_fn, abstract_state, state_sh, data_iter)
     if is_chief:  # Only once the state fits it: a failed resume keeps the run's own config.
-      (epath.Path(workdir) / "config.json").write_text(config.to_json_best_effort(indent=2))
+      epath.Path(workdir_lib.config_path(workdir)).write_text(config.to_json_best_effort(indent=2))
     start_step = int(state.step)
     summary = dict(num_params=num_params, start_step=start_step, workdir=workdir)
     if start_step >= config.train.steps:
@@ -467,7 +465,7 @@ def _sample_at_end(config, workdir, state, model, tokenizer, builder, step, writ
   sampler = sample_lib.Sampler(config, model, params, tokenizer, step)
   prompts = list(config.sample.prompts)
   videos = sampler(prompts, seed=config.sample.seed, progress=True)
-  out_dir = sample_lib.write_videos(videos, prompts, os.path.join(workdir, "samples", str(step)),
+  out_dir = sample_lib.write_videos(videos, prompts, workdir_lib.samples_dir(workdir, step),
                                     config.data.fps)
   if jax.process_index() == 0:  # Process 0 writes the grid (`sample.write_videos`).
     writer.image(step, "samples", np.asarray(Image.open(os.path.join(out_dir, "grid.png"))))
@@ -475,7 +473,7 @@ def _sample_at_end(config, workdir, state, model, tokenizer, builder, step, writ
     scored, (videos, prompts) = heldout_alignment(sampler, builder, config)
     # The first held-out samples as files and a grid, next to the config prompts' ones.
     sample_lib.write_videos(videos[:8], prompts[:8],
-                            os.path.join(workdir, "samples", str(step), "heldout"),
+                            workdir_lib.samples_dir(workdir, step, "heldout"),
                             config.data.fps)
     for name, scores in scored.items():
       writer.scalars(step, {f"eval/{name}/{k}": v for k, v in scores.items()})

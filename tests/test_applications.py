@@ -16,6 +16,7 @@ from lumiere_jax import checkpoint as ckpt_lib
 from lumiere_jax import modeling
 from lumiere_jax import sample
 from lumiere_jax import video_io
+from lumiere_jax import workdir as workdir_lib
 from lumiere_jax.data import datasets
 from lumiere_jax.evaluate import classifier as classifier_lib
 from lumiere_jax.evaluate import i2v
@@ -36,7 +37,7 @@ def save_workdir(workdir, config, params, tokenizer):
   ckpt_lib.save(mngr, 1, {"ema_params": params}, None, config, force=True)
   mngr.wait_until_finished()
   (workdir / "config.json").write_text(config.to_json_best_effort())
-  tokenizer.save(str(workdir / sample.TOKENIZER_FILE))
+  tokenizer.save(workdir_lib.tokenizer_path(str(workdir)))
   return workdir
 
 

@@ -14,6 +14,7 @@ import pytest
 from conftest import load_experiment
 from lumiere_jax import sample
 from lumiere_jax import train
+from lumiere_jax import workdir as workdir_lib
 from lumiere_jax.data import datasets
 from lumiere_jax.evaluate import classifier as classifier_lib
 from lumiere_jax.models import unet
@@ -39,7 +40,7 @@ def test_train_writes_checkpoints_metrics_and_samples(trained):
   assert len([n for n in names if n.endswith(".mp4")]) == len(config.sample.prompts)
   assert len([n for n in names if n.endswith(".gif")]) == len(config.sample.prompts)
   assert os.path.exists(workdir / "tensorboard")
-  assert os.path.exists(workdir / train.TOKENIZER_FILE)
+  assert os.path.exists(workdir_lib.tokenizer_path(workdir))
 
 
 class _Replay:
@@ -209,7 +210,7 @@ def test_precomputed_text_features_train_and_sample(tmp_path, data_dir):
   config.sample.prompts = config.sample.prompts[:1]
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert summary["end_step"] == 2
-  assert not os.path.exists(tmp_path / train.TOKENIZER_FILE)  # Nothing to tokenize with.
+  assert not os.path.exists(workdir_lib.tokenizer_path(tmp_path))  # Nothing to tokenize with.
   assert len([n for n in os.listdir(tmp_path / "samples" / "2") if n.endswith(".mp4")]) == 1
   sampler = sample.load_sampler(str(tmp_path))
   videos = sampler(["a red square moves up"], seed=0)

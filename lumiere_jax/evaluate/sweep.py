@@ -30,13 +30,13 @@ from lumiere_jax import errors
 from lumiere_jax import progress as progress_lib
 from lumiere_jax import sample as sample_lib
 from lumiere_jax import video_io
+from lumiere_jax import workdir as workdir_lib
 from lumiere_jax.data import datasets
 from lumiere_jax.diffusion import samplers as samplers_lib
 from lumiere_jax.evaluate import alignment
 from lumiere_jax.evaluate import classifier as classifier_lib
 from lumiere_jax.evaluate import i3d
 
-EVAL_DIR = "eval"
 RESULTS = "results.jsonl"
 PROMPT_SETS = ("grid", "test", "validation")
 KEY_FIELDS = ("step", "guidance", "sampler", "num_steps", "seed", "prompt_set")
@@ -65,7 +65,7 @@ def resolve_steps(workdir, spec):
   """Checkpoint steps of `spec`: 'all', 'latest', a comma-separated string or a list of ints."""
   available = available_steps(workdir)
   if not available:
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, ckpt_lib.CHECKPOINT_DIR)}")
+    raise FileNotFoundError(f"no checkpoint in {workdir_lib.checkpoints_dir(workdir)}")
   if spec in ("all", "", None):
     return available
   if spec in ("latest", "last"):
@@ -201,7 +201,7 @@ def _read_rows(path):
 def _run_cells(config, workdir, cells):
   """Runs the cells not yet in results.jsonl; rewrites tables and plots; returns a summary."""
   workdir = ckpt_lib.absolute(str(workdir))
-  eval_dir = os.path.join(workdir, EVAL_DIR)
+  eval_dir = workdir_lib.eval_dir(workdir)
   os.makedirs(eval_dir, exist_ok=True)
   results_path = os.path.join(eval_dir, RESULTS)
   done = {r["cell"] for r in _read_rows(results_path)}
