@@ -51,8 +51,11 @@ class Progress:
     rate = self.rate
     pct = 100.0 * self.count / self.total if self.total else 100.0
     eta = _fmt_seconds((self.total - self.count) / rate) if rate > 0 else "?"
+    # No rate before a second update: a loop done in one update (e.g. all videos in one
+    # batch) has nothing to measure it from, and "0.00/s" would read as a stall.
+    rate_text = f"{rate:.2f}" if self.count > self._start_count else "?"
     text = (f"{self.name}: {self.count}/{self.total} ({pct:.0f}%) "
-            f"{rate:.2f} {self.unit}/s ETA {eta}")
+            f"{rate_text} {self.unit}/s ETA {eta}")
     return f"{text} {extra}".rstrip()
 
   def close(self, extra: str = "") -> None:
