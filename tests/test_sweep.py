@@ -5,6 +5,7 @@ import shutil
 
 import numpy as np
 import pytest
+from scipy import special
 
 from conftest import load_experiment
 from lumiere_jax.evaluate import classifier as classifier_lib
@@ -70,7 +71,7 @@ def test_inception_score_is_one_for_identical_samples_and_higher_for_varied_ones
   of one video repeated scores exactly 1 and varied clips more."""
   videos, captions = _validation(evaluator)
   varied = evaluator.metrics(videos, captions, "test")["i3d_is"]
-  expected = i3d.inception_score(i3d.softmax(evaluator.i3d(videos)))[0]
+  expected = i3d.inception_score(special.softmax(evaluator.i3d(videos), axis=1))[0]
   same = evaluator.metrics(np.repeat(videos[:1], len(videos), axis=0), captions, "test")
   print(f"i3d_is: varied clips {varied:.4f}, one clip repeated {same['i3d_is']:.6f}")
   assert varied == pytest.approx(expected, rel=1e-9)

@@ -282,13 +282,6 @@ def frechet_distance_of_logits(logits_a, logits_b):
   return frechet.frechet_distance(mu_a, sigma_a, mu_b, sigma_b)
 
 
-def softmax(logits):
-  """Class probabilities of logits (N, K), as `inception_score` takes them."""
-  logits = np.asarray(logits, np.float64)
-  e = np.exp(logits - logits.max(axis=1, keepdims=True))
-  return e / e.sum(axis=1, keepdims=True)
-
-
 def inception_score(probs, num_splits=1):
   """exp(E_x KL(p(y|x) || p(y))) of class probabilities (N, K); mean and std over splits.
 

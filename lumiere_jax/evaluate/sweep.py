@@ -24,6 +24,7 @@ import warnings
 
 import numpy as np
 from absl import logging
+from scipy import special
 
 from lumiere_jax import checkpoint as ckpt_lib
 from lumiere_jax import errors
@@ -175,7 +176,7 @@ class _Evaluator:
       out["fvd"] = i3d.frechet_distance_of_logits(logits, self._real_i3d_logits(prompt_set))
       # The Inception Score from the I3D's Kinetics-400 classes: the classifier this has. The
       # paper's UCF101 IS uses a C3D trained on UCF101 (docs/metrics.md), so it is not that.
-      out["i3d_is"] = i3d.inception_score(i3d.softmax(logits))[0]
+      out["i3d_is"] = i3d.inception_score(special.softmax(logits, axis=1))[0]
     return out
 
   def _real_i3d_logits(self, prompt_set):
