@@ -135,6 +135,7 @@ def make_train_step(model, tx, schedule, config, mesh):
   constraints apply.
   """
   accum = config.train.grad_accum
+  kind = modeling.model_kind(config)
 
   def loss_fn(params, batch, rng):
     if config.mesh.get("gather_params", False):
@@ -144,7 +145,6 @@ def make_train_step(model, tx, schedule, config, mesh):
                       method=model.encode_text)
     video = batch["video"]
     cond, loss_mask = None, None
-    kind = modeling.model_kind(config)
     if kind == "masked":
       cond = training_condition(video, k_cond)
       loss_mask = 1.0 - cond[..., 3:]  # Known pixels are pasted in at sampling: not trained on.
@@ -188,8 +188,8 @@ def make_train_step(model, tx, schedule, config, mesh):
 
 # Compiler options for programs that run once per run, such as the parameter init: their
 # compile time is what counts. The init is hundreds of small random-number fusions (one threefry
-# per parameter); the backend's optimisation passes took 2.5x longer to compile them than the
-# unoptimised code, which runs in milliseconds, takes to execute (docs/benchmarks.md).
+# per parameter); the backend's optimisation passes made its compile 2.4x as long (tiny:test
+# 11.8 s vs 5.0 s, docs/benchmarks.md), while the unoptimised init still runs in milliseconds.
 RUN_ONCE_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
