@@ -11,11 +11,10 @@ import os
 DEFAULT_FLAGS = {"xla_cpu_experimental_ynn_fusion_type": "-individual_convolution"}
 
 
-def with_defaults(xla_flags: str) -> str:
-  """xla_flags with each of DEFAULT_FLAGS appended unless it is already set there."""
+def with_defaults(xla_flags: str, defaults: dict = DEFAULT_FLAGS) -> str:
+  """xla_flags with each of `defaults` appended unless it is already set there."""
   set_names = {f.lstrip("-").split("=", 1)[0] for f in xla_flags.split()}
-  extra = [f"--{name}={value}" for name, value in DEFAULT_FLAGS.items()
-           if name not in set_names]
+  extra = [f"--{name}={value}" for name, value in defaults.items() if name not in set_names]
   return " ".join([xla_flags.strip()] + extra).strip()
 
 

@@ -20,11 +20,9 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 # after 4 steps were bitwise equal); only the machine code runs slower.
 _TEST_FLAGS = {"xla_force_host_platform_device_count": "8", "xla_backend_optimization_level": "0",
                "xla_cpu_use_fusion_emitters": "false"}
-_flags = os.environ.get("XLA_FLAGS", "")
-for _name, _value in _TEST_FLAGS.items():
-  if _name not in _flags:
-    _flags = f"{_flags} --{_name}={_value}".strip()
-os.environ["XLA_FLAGS"] = _flags
+from lumiere_jax import xla_flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+os.environ["XLA_FLAGS"] = xla_flags.with_defaults(os.environ.get("XLA_FLAGS", ""), _TEST_FLAGS)
 
 import pathlib
 import re

@@ -17,6 +17,11 @@ def test_defaults_are_appended_to_other_flags():
   assert xla_flags.with_defaults("") == f"--{FLAG}=-individual_convolution"
 
 
+def test_other_defaults_such_as_the_test_runs_are_appended_the_same_way():
+  out = xla_flags.with_defaults("--a=1", {"a": "2", "b": "3"})
+  assert out == "--a=1 --b=3"
+
+
 def test_a_flag_the_user_set_wins_and_applying_twice_changes_nothing():
   assert xla_flags.with_defaults(f"--{FLAG}=default") == f"--{FLAG}=default"
   once = xla_flags.with_defaults("")
