@@ -37,8 +37,9 @@ def _single_straight(attrs):
 
 @pytest.mark.parametrize('num_frames,resolution,num_clips', [(8, 32, 100), (16, 64, 60)])
 @pytest.mark.parametrize('noisy', [False, True])
-def test_simple_clips(num_frames, resolution, num_clips, noisy):
-  acc = _accuracy('simple', num_frames, resolution, num_clips, noisy)
+@pytest.mark.parametrize('variant', ['simple', 'slow'])
+def test_one_object_clips(variant, num_frames, resolution, num_clips, noisy):
+  acc = _accuracy(variant, num_frames, resolution, num_clips, noisy)
   floor = 0.9 if noisy else 0.97
   assert all(v >= floor for v in acc.values()), acc
 

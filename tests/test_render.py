@@ -33,7 +33,7 @@ def test_heldout_rule_keeps_every_value_and_pair_in_training():
     assert {(c[i], c[j]) for c in train} == {(c[i], c[j]) for c in combos}
 
 
-@pytest.mark.parametrize("variant", ["simple", "full"])
+@pytest.mark.parametrize("variant", ["simple", "slow", "full"])
 def test_sampling_is_deterministic_and_respects_heldout(variant):
   a = render.sample_attributes(np.random.default_rng(3), variant)
   assert a == render.sample_attributes(np.random.default_rng(3), variant)
@@ -53,6 +53,26 @@ def test_simple_object_crosses_the_frame_in_its_direction(direction, axis, sign)
   assert (video[mask] == render.COLORS["red"]).all() and (video[~mask] == 0).all()
   shift = _centroid(mask[-1])[axis] - _centroid(mask[0])[axis]
   assert sign * shift > 0.6 * 32
+
+
+def test_slow_variant_travels_less_than_half_the_range_from_a_random_start():
+  """Long videos continue a "slow" clip's motion past its end; a "simple" clip has no room."""
+  rng = np.random.default_rng(0)
+  starts = []
+  for _ in range(20):
+    attrs = render.sample_attributes(rng, "slow")
+    obj = attrs["objects"][0]
+    assert (attrs["background"], len(attrs["objects"])) == ("black", 1)
+    assert (obj["size"], obj["speed"], obj["path"]) == ("large", "slowly", "straight")
+    x, y, size = render.object_trajectory(obj, 8, 32)
+    dx, dy = render.DIRECTION_VECTORS[obj["direction"]]
+    along = dx * x + dy * y  # Grows in the named direction.
+    free = 32 - size.max()
+    assert np.allclose(along[-1] - along[0], render.SPEED_TRAVEL["slowly"] * free)
+    starts.append(along[0] % 32)
+    caption = render.make_caption(attrs, rng)
+    assert "slowly" not in caption and "large" not in caption and obj["color"] in caption
+  assert np.ptp(starts) > 0.3 * free  # Starts spread over the slack the travel leaves.
 
 
 def test_shapes_are_distinguishable_at_32px():

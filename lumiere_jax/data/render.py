@@ -28,7 +28,10 @@ DIRECTIONS = ("left", "right", "up", "down")
 SIZES = ("small", "large")
 SPEEDS = ("slowly", "quickly")
 PATHS = ("straight", "bounce", "circle", "zoom")
-VARIANTS = ("simple", "full")
+VARIANTS = ("simple", "slow", "full")
+# One object on black, large, straight path: the variants whose captions name only color, shape
+# and direction, and their one speed.
+ONE_OBJECT_SPEED = {"simple": "quickly", "slow": "slowly"}
 
 # Unit vectors (dx, dy) in image coordinates.
 DIRECTION_VECTORS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0),
@@ -79,8 +82,8 @@ def _sample_object(rng, variant, combos):
   obj = {"color": color, "shape": shape, "direction": direction,
          # Position across the motion axis and along it (fractions of the free range).
          "offset": float(rng.uniform()), "start": float(rng.uniform())}
-  if variant == "simple":
-    obj.update(size="large", speed="quickly", path="straight")
+  if variant in ONE_OBJECT_SPEED:
+    obj.update(size="large", speed=ONE_OBJECT_SPEED[variant], path="straight")
   else:
     obj.update(size=SIZES[rng.integers(len(SIZES))], speed=SPEEDS[rng.integers(len(SPEEDS))],
                path=PATHS[rng.integers(len(PATHS))])
@@ -93,7 +96,9 @@ def sample_attributes(rng, variant, heldout=None):
   Args:
     rng: numpy Generator; the result depends only on its state.
     variant: "simple" (one object, black background, straight fast path; only color, shape and
-      direction vary) or "full" (every attribute varies, one or two objects).
+      direction vary), "slow" (the same at the "slowly" speed, from a random start: the motion
+      can continue past the clip, which long videos need) or "full" (every attribute varies,
+      one or two objects).
     heldout: None draws from all combinations; False only training combinations; True makes the
       first object a held-out combination (the second, if any, is a training one).
 
@@ -104,7 +109,7 @@ def sample_attributes(rng, variant, heldout=None):
   _check_variant(variant)
   first = _ALL if heldout is None else (_HELDOUT_LIST if heldout else _TRAIN)
   others = _ALL if heldout is None else _TRAIN
-  if variant == "simple":
+  if variant in ONE_OBJECT_SPEED:
     return {"variant": variant, "background": "black",
             "objects": [_sample_object(rng, variant, first)]}
   background = tuple(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
@@ -216,7 +221,7 @@ def _object_phrase(obj, rng, variant, with_background, background):
 def make_caption(attrs, rng):
   """A varied caption naming each object's color, shape and direction as whole words.
 
-  "simple" captions leave out size and speed (constant there) to stay short.
+  "simple" and "slow" captions leave out size and speed (constant there) to stay short.
   """
   variant = attrs["variant"]
   with_background = bool(rng.integers(2))
