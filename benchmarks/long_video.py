@@ -1,7 +1,7 @@
 r"""Long videos from the base model: temporal MultiDiffusion past the training length.
 
   python benchmarks/long_video.py --t2v_workdir=<tiny t2v run> [--frames=8,16,32,64] \
-      [--num_videos=8] [--out_file=benchmarks/results/long_video.json]
+      [--num_videos=8] [--overlap=K] [--out_file=benchmarks/results/long_video.json]
 
 For each length N the same grid prompts are sampled with `--num_frames=N` (windows of the
 training length, overlapping by `config.sample.overlap`), and it reports:
@@ -33,6 +33,8 @@ _WORKDIR = flags.DEFINE_string("t2v_workdir", None, "Text-to-video run (e.g. the
 _FRAMES = flags.DEFINE_list("frames", ["8", "16", "32", "64"], "Video lengths to sample.")
 _NUM = flags.DEFINE_integer("num_videos", 8, "Grid prompts per call.")
 _SEED = flags.DEFINE_integer("sample_seed", 0, "Sampling seed.")
+_OVERLAP = flags.DEFINE_integer("overlap", None, "Frames shared by neighbouring windows "
+                                "(default: the run's config.sample.overlap).")
 _OUT = flags.DEFINE_string("out_file", os.path.join(REPO, "benchmarks/results/long_video.json"),
                            "Where to write the JSON results.")
 
@@ -46,6 +48,14 @@ def window_clips(num_frames: int, window: int, overlap: int) -> dict:
   centred = [min(max(b + (a + window - b) // 2 - window // 2, 0), num_frames - window)
              for a, b in zip(starts, starts[1:])]
   return {"windows": starts, "across_borders": centred}
+
+
+def with_overlap(sampler: sample.Sampler, overlap: int) -> sample.Sampler:
+  """The same model and params, sampling long videos with windows overlapping by `overlap`."""
+  config = sampler.config.copy_and_resolve_references()
+  config.sample.overlap = overlap
+  return sample.Sampler(config, sampler.model, sampler.params, sampler.tokenizer, sampler.step,
+                        sampler.mesh)
 
 
 def measure(sampler: sample.Sampler, prompts: list, num_frames: int, seed: int) -> dict:
@@ -75,6 +85,8 @@ def main(argv):
   if not _WORKDIR.value:
     sys.exit("error: --t2v_workdir is required")
   sampler = sample.load_sampler(_WORKDIR.value)
+  if _OVERLAP.value is not None:
+    sampler = with_overlap(sampler, _OVERLAP.value)
   prompts = alignment.grid_prompts(_NUM.value)
   frames = [int(f) for f in _FRAMES.value]
   try:
@@ -91,11 +103,7 @@ def main(argv):
   naive_n = max((n for n in frames if n > window and n % window == 0), default=None)
   naive = None
   if naive_n:
-    config = sampler.config.copy_and_resolve_references()
-    config.sample.overlap = 0
-    independent = sample.Sampler(config, sampler.model, sampler.params, sampler.tokenizer,
-                                 sampler.step, sampler.mesh)
-    naive = measure(independent, prompts, naive_n, _SEED.value)
+    naive = measure(with_overlap(sampler, 0), prompts, naive_n, _SEED.value)
     naive["independent_windows"] = True
     print(json.dumps(naive), flush=True)
   print(f"\n{_WORKDIR.value} step {sampler.step}: {len(prompts)} grid prompts, seed "

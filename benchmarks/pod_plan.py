@@ -564,9 +564,13 @@ def ssr_rows(log, results: dict, save, chips: int = 256) -> None:
       head = (f"- SSR train step{' with remat' if r['remat'] else ''} on v5e {topo}, 1 clip "
               f"({config.data.num_frames} frames at {config.data.resolution}^2) per chip: ")
     else:
+      per_call = min(r.get("windows_per_call") or windows, windows)
+      calls = ("in one batch" if per_call == windows else
+               f"{per_call} per model call ({-(-windows // per_call)} calls per step, "
+               "`sample.windows_per_call`)")
       head = (f"- SSR sampling step on v5e {topo}, one {video_frames}-frame "
               f"{config.data.resolution}^2 video per chip as {windows} MultiDiffusion windows of "
-              f"{window} frames (overlap {overlap}) in one batch: ")
+              f"{window} frames (overlap {overlap}), {calls}: ")
     if "memory" not in r:
       need = oom_temporaries_gib(r.get("error_detail", r["error"]))
       return head + ("out of HBM" + (f" ({need:.1f} GiB needed)" if need else "")
@@ -577,14 +581,21 @@ def ssr_rows(log, results: dict, save, chips: int = 256) -> None:
                    f"), {r['flops'] / 1e12:.2f} TFLOP/chip/step, roofline {t:.3f} s/step, "
                    f"compile {r['compile_s']:.0f} s.")
 
+  def same(r, what, remat):  # A sampling row compiled with other windows per call is stale.
+    return r["what"] == what and r["remat"] == remat and (
+        what == "train" or r.get("windows_per_call", 0) == config.sample.windows_per_call)
+
   def done(what, remat):
-    return next((r for r in rows if r["what"] == what and r["remat"] == remat), None)
+    return next((r for r in rows if same(r, what, remat)), None)
 
   for what, remat in (("sample", False), ("train", False), ("train", True)):
     if done(what, remat) or (remat and done("train", False)["fits"]):
       continue
     config.model.remat = remat
+    rows[:] = [r for r in rows if (r["what"], r["remat"]) != (what, remat)]
     row = dict(what=what, remat=remat, topology=topo, chips=chips, per_chip_batch=1)
+    if what == "sample":
+      row["windows_per_call"] = int(config.sample.windows_per_call)
     try:
       if what == "train":
         row.update(compile_train(config, devices))

@@ -73,7 +73,9 @@ def get_config(arg: str = ""):
     c.data.text_embedding_dim = 4096  # T5-XXL features stored with the clips.
     c.train.update(steps=200_000, batch_size=64, lr=1e-4, warmup_steps=10_000,
                    ema_decay=0.9999)
-    c.sample.update(num_steps=64, batch_size=1)
+    # The 6 windows of an 80-frame video in one call need 16.6 GiB of temporaries on v5e
+    # (16 GiB): 2 windows per call, 3 calls per step (docs/pod_plan.md).
+    c.sample.update(num_steps=64, batch_size=1, windows_per_call=2)
     c.mesh.update(shape=(1, -1))
     c.mesh.gather_params = True  # As in base.py: gather weights, not activations.
   return c

@@ -105,6 +105,9 @@ def get_config(arg: str = ""):
       # Frames shared by neighbouring windows of a video longer than data.num_frames
       # (--num_frames): half a window, so 16, 32 and 64 frames tile with stride 4.
       overlap=4,
+      # MultiDiffusion windows per model call, run one call after another (0: all windows in
+      # one call). Fewer bound the activation memory of long videos and of SSR; same videos.
+      windows_per_call=0,
   ))
 
   # Evaluation sweeps (--mode=sweep; --mode=eval runs one checkpoint with c.sample's settings):
@@ -148,6 +151,9 @@ def get_config(arg: str = ""):
     c.text.kind = "precomputed"
   if variant == "slow":
     c.data.variant = "slow"
+    # Long videos: windows 2 frames apart agree on where the object is far more often than
+    # windows 4 apart (direction across window borders, docs/benchmarks.md "Long videos").
+    c.sample.overlap = 6
   if variant == "test":
     c.data.update(num_frames=4, resolution=16, num_train=64, num_validation=16, num_test=16,
                   vocab_size=64)

@@ -68,6 +68,9 @@ class Sampler:
     abstract = all(isinstance(p, jax.ShapeDtypeStruct) for p in jax.tree.leaves(params))
     self.params = params if abstract else jax.device_put(params, self.param_shardings)
     self._compiled = {}
+    if self.windows_per_call < 0:
+      raise errors.UserError(f"sample.windows_per_call={self.windows_per_call} must be >= 0 "
+                             "(0: every MultiDiffusion window in one call)")
 
   def replace(self, params: Any, step: int | None) -> "Sampler":
     """The same model with other params (another checkpoint, interpolated weights).
@@ -92,6 +95,11 @@ class Sampler:
   def kind(self) -> str:
     """The model kind: "t2v", "ssr" or "masked" (`modeling.KINDS`)."""
     return modeling.model_kind(self.config)
+
+  @property
+  def windows_per_call(self) -> int:
+    """MultiDiffusion windows per model call (0: all in one); runs saved before the key: 0."""
+    return int(self.config.sample.get("windows_per_call", 0))
 
   @property
   def batch_axes(self) -> tuple:
@@ -145,7 +153,8 @@ class Sampler:
 
       windows = self.windows(x_init.shape[1])
       if windows:
-        denoise = multidiffusion.multidiffusion(denoise, x_init.shape[1], *windows)
+        denoise = multidiffusion.multidiffusion(denoise, x_init.shape[1], *windows,
+                                                windows_per_call=self.windows_per_call)
       return samplers.sample(denoise, rngs, x_init.shape, emb, text_mask, diff_cfg, sample_cfg,
                              cond=cond if with_cond else None,
                              x_init=x_init if t_start < 1.0 else None, t_start=t_start,

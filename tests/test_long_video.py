@@ -26,3 +26,6 @@ def test_measure_scores_every_window_and_the_seams(trained):
   assert set(row["seams"]) == {"border", "inside", "ratio"} and row["seconds"] > 0
   short = long_video.measure(sampler, prompts, 4, seed=0)
   assert short["num_windows"] == 1 and short["seams"] is None
+  independent = long_video.measure(long_video.with_overlap(sampler, 0), prompts, 8, seed=0)
+  assert [w["start"] for w in independent["windows"]] == [0, 4]
+  assert sampler.config.sample.overlap == 2  # Unchanged.

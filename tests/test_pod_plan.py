@@ -135,3 +135,16 @@ def test_planner_libtpu_is_the_one_jax_tpu_pins():
   assert not pod_plan.libtpu_matches("0.0.420", "0.0.42.*")
   assert not pod_plan.libtpu_matches("0.0.52", "0.0.42.*")
   assert not pod_plan.libtpu_matches("0.0.42.1", "0.0.42")
+
+
+def test_ssr_sampling_windows_per_call_cut_the_compiled_memory():
+  """The SSR row compiles the real Sampler: its windows, one per model call, need less memory
+  than all at once (on CPU devices here; on v5e this is what makes the paper's SSR fit)."""
+  config = load_experiment("ssr", "test")  # 4-frame windows, overlap 2: 7 windows on 16 frames.
+  config.train.batch_size = 1
+  peaks = {}
+  for per_call in (0, 1):
+    config.sample.windows_per_call = per_call
+    row = pod_plan.compile_sample_step(config, jax.devices("cpu")[:1], num_frames=16)
+    peaks[per_call] = row["memory"]["temporaries"]
+  assert peaks[1] < peaks[0] / 2, peaks

@@ -74,12 +74,25 @@ def test_long_videos_run_as_multidiffusion_over_training_length_windows(sampler,
   built = []
   wrap = multidiffusion.multidiffusion
   monkeypatch.setattr(multidiffusion, "multidiffusion",
-                      lambda fn, *args: built.append(args) or wrap(fn, *args))
+                      lambda fn, *args, **kw: built.append(args + tuple(kw.values()))
+                      or wrap(fn, *args, **kw))
   long = sampler(["a red square moves up"], seed=1, num_frames=8)
   assert long.shape == (1, 8) + sampler.video_shape[1:]
-  assert built == [(8, 4, 2)]
+  assert built == [(8, 4, 2, 0)]
   assert sampler(["a red square moves up"], seed=1, num_frames=4).shape[1] == 4
-  assert built == [(8, 4, 2)]  # The training length: one pass.
+  assert built == [(8, 4, 2, 0)]  # The training length: one pass.
+  # The 3 windows one per call (as memory-bound SSR runs them): the same video, up to the
+  # float32 rounding of convolutions over another batch size (see UINT8_ATOL).
+  config = sampler.config.copy_and_resolve_references()
+  config.sample.windows_per_call = 1
+  one_by_one = sample.Sampler(config, sampler.model, sampler.params, sampler.tokenizer)
+  again = one_by_one(["a red square moves up"], seed=1, num_frames=8)
+  assert built[-1] == (8, 4, 2, 1)
+  diff = np.abs(again.astype(int) - long.astype(int))
+  assert diff.max() <= UINT8_ATOL and (diff > 0).mean() < MAX_DIFFERENT, diff.max()
+  config.sample.windows_per_call = -1
+  with pytest.raises(ValueError, match="sample.windows_per_call=-1 must be >= 0"):
+    sample.Sampler(config, sampler.model, sampler.params, sampler.tokenizer)
 
 
 def test_check_num_frames(sampler):

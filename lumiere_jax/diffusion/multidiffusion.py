@@ -3,6 +3,7 @@
 Memory limits a model to short clips; averaging the overlapping window predictions at every
 denoising step makes the windows agree, so a long video comes out without seams.
 """
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -21,39 +22,62 @@ def window_starts(num_frames, window, overlap):
   return starts
 
 
-def multidiffusion(denoise_fn, num_frames, window, overlap):
+def multidiffusion(denoise_fn, num_frames, window, overlap, windows_per_call=0):
   """Wraps denoise_fn to run on temporal windows and average overlapping predictions per frame.
 
-  All windows go through denoise_fn as one batched call, batch-major: the K windows of video b
-  are rows b*K .. b*K+K-1, so a batch sharded over devices stays sharded (window-major rows
-  would put every video's windows on every device). cond, if given, must be per-frame
-  (B, T, ...) and is windowed like x_t; text and t are repeated.
+  The K windows go through denoise_fn as one batched call, or, with `windows_per_call` = k in
+  [1, K), in ceil(K / k) calls of k windows each, one after the other in a `lax.scan`: the same
+  result for about k / K of the activation memory (what fits the paper-scale SSR on a 16 GiB
+  chip; docs/pod_plan.md). Within a call the rows are batch-major: the windows of video b are
+  rows b*k .. b*k+k-1, so a batch sharded over devices stays sharded (window-major rows would
+  put every video's windows on every device). cond, if given, must be per-frame (B, T, ...)
+  and is windowed like x_t; text and t are repeated.
   """
   starts = window_starts(num_frames, window, overlap)
   num_windows = len(starts)
-  index = np.asarray(starts)[:, None] + np.arange(window)[None, :]  # (K, window)
-  counts = np.bincount(index.ravel(), minlength=num_frames).astype(np.float32)
-
-  def to_windows(a):
-    """(B, T, ...) -> (B * K, window, ...)."""
-    w = a[:, index]  # (B, K, window, ...)
-    return w.reshape((a.shape[0] * num_windows,) + w.shape[2:])
-
-  def repeat(a):
-    return jnp.repeat(a, num_windows, axis=0)
+  if windows_per_call < 0:
+    raise ValueError(f'windows_per_call must be >= 0 (0: all at once), got {windows_per_call}')
+  per_call = min(windows_per_call or num_windows, num_windows)
+  num_calls = -(-num_windows // per_call)
+  # The last call is padded with copies of the last window, weighted 0.
+  padded = starts + [starts[-1]] * (num_calls * per_call - num_windows)
+  index = (np.asarray(padded)[:, None] + np.arange(window)[None, :]).reshape(
+      num_calls, per_call, window)
+  weight = (np.arange(num_calls * per_call) < num_windows).astype(np.float32).reshape(
+      num_calls, per_call)
+  counts = np.bincount(index.reshape(-1), weights=weight.repeat(window, axis=1).reshape(-1),
+                       minlength=num_frames).astype(np.float32)
 
   def fn(x_t, t, text_emb, text_mask, cond):
     if x_t.shape[1] != num_frames:
       raise ValueError(f'multidiffusion built for {num_frames} frames, got x_t {x_t.shape}')
     if cond is not None and cond.shape[1] != num_frames:
       raise ValueError(f'cond must be per-frame with {num_frames} frames, got {cond.shape}')
-    pred = denoise_fn(to_windows(x_t), repeat(t), repeat(text_emb), repeat(text_mask),
-                      None if cond is None else to_windows(cond))
     batch = x_t.shape[0]
-    pred = pred.reshape((batch, num_windows * window) + pred.shape[2:])
-    total = jnp.zeros((batch, num_frames) + pred.shape[2:], pred.dtype)
-    total = total.at[:, index.ravel()].add(pred)
-    return total / counts.reshape((1, num_frames) + (1,) * (pred.ndim - 2)).astype(pred.dtype)
+
+    def to_windows(a, idx):
+      """(B, T, ...) -> (B * per_call, window, ...)."""
+      w = a[:, idx]  # (B, per_call, window, ...)
+      return w.reshape((batch * per_call,) + w.shape[2:])
+
+    def repeat(a):
+      return jnp.repeat(a, per_call, axis=0)
+
+    def add_call(total, idx, w):
+      pred = denoise_fn(to_windows(x_t, idx), repeat(t), repeat(text_emb), repeat(text_mask),
+                        None if cond is None else to_windows(cond, idx))
+      pred = pred.reshape((batch, per_call, window) + pred.shape[2:])
+      pred = pred * w.reshape((1, per_call, 1) + (1,) * (pred.ndim - 3)).astype(pred.dtype)
+      return total.at[:, idx.reshape(-1)].add(pred.reshape((batch, per_call * window)
+                                                           + pred.shape[3:]))
+
+    total = jnp.zeros(x_t.shape, x_t.dtype)
+    if num_calls == 1:
+      total = add_call(total, index[0], weight[0])
+    else:
+      total, _ = jax.lax.scan(lambda tot, iw: (add_call(tot, *iw), None), total,
+                              (jnp.asarray(index), jnp.asarray(weight)))
+    return total / counts.reshape((1, num_frames) + (1,) * (x_t.ndim - 2)).astype(total.dtype)
 
   return fn
 
