@@ -9,9 +9,9 @@ Variants (`--config=experiments/tiny.py:VARIANT`):
   cond    7-channel conditional STUNet (image-to-video, inpainting, cinemagraphs) fine-tuned from
           a text-to-video checkpoint (`config.init_from`).
   slow    text-to-video on the "slow" data, 6000 steps: the object covers 0.45 of its range per
-          clip from a random start, so its motion can go on past the clip. Long videos (`--num_frames` >
-          8, temporal MultiDiffusion) need it: in the default data every clip crosses the whole
-          frame, so overlapping windows cannot both follow it.
+          clip from a random start, so its motion can go on past the clip. Long videos
+          (`--num_frames` > 8, temporal MultiDiffusion) need it: in the default data every
+          clip crosses the whole frame, so overlapping windows cannot both follow it.
   test    the smallest shapes, for unit tests and CI.
 
 Space-to-depth at the input, 8 frames at 32x32, channels 32/64, cross-attention to the text +

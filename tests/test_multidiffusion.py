@@ -95,8 +95,8 @@ def test_windows_per_call_bounds_the_activation_memory():
     return h.reshape(x_t.shape + (64,)).mean(-1)
 
   def temp_bytes(windows_per_call):
-    f = jax.jit(lambda x, t, e, m: multidiffusion.multidiffusion(wide, 64, 4, 0,
-                                                                  windows_per_call)(x, t, e, m, None))
+    wrapped = multidiffusion.multidiffusion(wide, 64, 4, 0, windows_per_call)
+    f = jax.jit(lambda x, t, e, m: wrapped(x, t, e, m, None))
     x = jax.ShapeDtypeStruct((B, 64, 8, 8, 3), jnp.float32)
     t = jax.ShapeDtypeStruct((B,), jnp.float32)
     return f.lower(x, t, *_text()).compile().memory_analysis().temp_size_in_bytes

@@ -27,10 +27,10 @@ def multidiffusion(denoise_fn, num_frames, window, overlap, windows_per_call=0):
 
   The K windows go through denoise_fn as one batched call, or, with `windows_per_call` = k in
   [1, K), in ceil(K / k) calls of k windows each, one after the other in a `lax.scan`: the same
-  result for about k / K of the activation memory (what fits the paper-scale SSR on a 16 GiB
-  chip; docs/pod_plan.md). Within a call the rows are batch-major: the windows of video b are
-  rows b*k .. b*k+k-1, so a batch sharded over devices stays sharded (window-major rows would
-  put every video's windows on every device). cond, if given, must be per-frame (B, T, ...)
+  result for about k / K of the activation memory (the paper-scale SSR step needs more than a
+  16 GiB chip with all of its windows at once; docs/pod_plan.md). Within a call the rows are
+  batch-major: the windows of video b are rows b*k .. b*k+k-1, so a batch sharded over devices
+  stays sharded (window-major rows would put every video's windows on every device). cond, if given, must be per-frame (B, T, ...)
   and is windowed like x_t; text and t are repeated.
   """
   starts = window_starts(num_frames, window, overlap)
