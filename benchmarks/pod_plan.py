@@ -27,6 +27,7 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 import jax
 from jax.experimental import topologies
+import numpy as np
 
 import experiments
 from lumiere_jax import modeling
@@ -169,11 +170,14 @@ def abstract_batch(config, batch: int, sharding) -> dict:
 
 
 def config_for(name: str, variant: str, num_chips: int, per_chip_batch: int):
+  """The variant's config on `num_chips` chips: its own mesh shape with the -1 axis resolved
+  (`fsdp`: (1, chips), `dp`: (chips, 1), a K-chip clip split: (chips / K, K))."""
   config = experiments.load(name, variant)
   k = clip_split(variant)
   if num_chips % k:
     raise ValueError(f"{num_chips} chips cannot be split into groups of {k}")
-  config.mesh.shape = (num_chips, 1) if variant == "dp" else (num_chips // k, k)
+  fixed = int(np.prod([s for s in config.mesh.shape if s != -1]))
+  config.mesh.shape = tuple(num_chips // fixed if s == -1 else s for s in config.mesh.shape)
   config.train.batch_size = per_chip_batch * num_chips // k
   return config
 
@@ -236,6 +240,7 @@ def compile_sample_step(config, devices, num_frames: int = 0) -> dict:
     num_windows = len(multidiffusion.window_starts(frames, *windows))
     calls = -(-num_windows // min(sampler.windows_per_call, num_windows))
   return dict(compile_s=time.perf_counter() - t0, memory=_memory(compiled), model_calls=calls,
+              params=model_lib.count_params(sampler.params),
               flops=calls * float(cost.get("flops", 0.0)),
               bytes=calls * float(cost.get("bytes accessed", 0.0)))
 
@@ -654,7 +659,8 @@ def main(argv):
     """Rewrites both outputs after every compile, so a long sweep leaves partial results."""
     rows = summarize(results)
     rec = recommend(rows)
-    done = [r["first"] for r in results["train"].values() if "params" in r["first"]]
+    compiled = [r["first"] for r in results["train"].values()] + results["sample"]
+    params = next((r["params"] for r in compiled if "params" in r), None)
     notes = [
         "## Notes",
         "",
@@ -673,9 +679,9 @@ def main(argv):
         f"- Compile time of the rows above: {compile_hours():.1f} h on a shared 2-core CPU host "
         "(libtpu's compiler on CPU).",
     ]
-    if done:
+    if params:
       write_markdown(_OUT_MD.value, rows, rec, dict(
-          quick=_QUICK.value, libtpu=libtpu_version, params=done[0]["params"],
+          quick=_QUICK.value, libtpu=libtpu_version, params=params,
           model_flops_per_clip=results.get("model_flops_per_clip"), sample=results["sample"],
           ssr_note=results["ssr_note"], notes=notes))
     os.makedirs(os.path.dirname(os.path.abspath(_OUT_JSON.value)), exist_ok=True)
@@ -687,14 +693,15 @@ def main(argv):
     results["model_flops_per_clip"] = model_flops_per_clip("base", "fsdp")
     print(f"model FLOPs per clip (train step, no remat): "
           f"{results['model_flops_per_clip'] / 1e12:.1f} TFLOP", flush=True)
-  plan_train(jobs[:1], results, log, save)  # The headline number first.
   if _WITH_EXTRAS.value:  # The sampling rows first: what users run, and quicker to compile.
-    ssr_rows(log, results, save, kinds=("sample",))
     done = {(r["chip"], r["chips"]) for r in results["sample"]}
     for target in sample_targets():
       if target not in done:
         results["sample"] += sample_rows([target], log)
         save()
+    ssr_rows(log, results, save, kinds=("sample",))
+  plan_train(jobs[:1], results, log, save)  # The headline train number.
+  if _WITH_EXTRAS.value:
     ssr_rows(log, results, save, kinds=("train",))
   plan_train(jobs[1:], results, log, save)
   if os.path.exists(_OUT_MD.value):

@@ -152,3 +152,18 @@ def test_ssr_sampling_windows_per_call_cut_the_compiled_memory():
   # The same work: XLA counts the scanned calls' body once, the row counts it 7 times (and the
   # sampler's update outside the loop 7 times too, ~16% of this tiny model's step).
   assert 0.95 < flops[1] / flops[0] < 1.25, flops
+
+
+@pytest.mark.parametrize("variant,mesh_shape", [("fsdp", (1, 8)), ("remat", (1, 8)),
+                                                ("dp", (8, 1)), ("frames4", (2, 4))])
+def test_strategies_keep_their_own_mesh(variant, mesh_shape):
+  """An `fsdp` row shards the params over every chip: a (chips, 1) mesh would replicate them
+  (the planner did that for a while, and its rows then described data parallelism)."""
+  config = pod_plan.config_for("base", variant, 8, 1)
+  assert tuple(config.mesh.shape) == mesh_shape
+  mesh = pod_plan.sharding_lib.create_mesh(config.mesh, jax.devices("cpu")[:8])
+  model = pod_plan.modeling.build(config, config.data.vocab_size)
+  state = pod_plan.train_lib.create_train_state(model, config, mesh)[1]
+  kernel = state.params["unet"]["down_1_res_0"]["conv_2"]["kernel"]
+  per_chip = kernel.sharding.shard_shape(kernel.shape)
+  assert (per_chip == kernel.shape) == (variant == "dp"), (per_chip, kernel.shape)
