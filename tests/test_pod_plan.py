@@ -154,8 +154,7 @@ def test_ssr_sampling_windows_per_call_cut_the_compiled_memory():
   assert 0.95 < flops[1] / flops[0] < 1.25, flops
 
 
-@pytest.mark.parametrize("variant,mesh_shape", [("fsdp", (1, 8)), ("remat", (1, 8)),
-                                                ("dp", (8, 1)), ("frames4", (2, 4))])
+@pytest.mark.parametrize("variant,mesh_shape", [("fsdp", (1, 8)), ("dp", (8, 1))])
 def test_strategies_keep_their_own_mesh(variant, mesh_shape):
   """An `fsdp` row shards the params over every chip: a (chips, 1) mesh would replicate them
   (the planner did that for a while, and its rows then described data parallelism)."""
