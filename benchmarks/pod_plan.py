@@ -27,7 +27,6 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 import jax
 from jax.experimental import topologies
-import numpy as np
 
 import experiments
 from lumiere_jax import modeling
@@ -176,8 +175,7 @@ def config_for(name: str, variant: str, num_chips: int, per_chip_batch: int):
   k = clip_split(variant)
   if num_chips % k:
     raise ValueError(f"{num_chips} chips cannot be split into groups of {k}")
-  fixed = int(np.prod([s for s in config.mesh.shape if s != -1]))
-  config.mesh.shape = tuple(num_chips // fixed if s == -1 else s for s in config.mesh.shape)
+  config.mesh.shape = sharding_lib.mesh_shape(config.mesh.shape, num_chips)
   config.train.batch_size = per_chip_batch * num_chips // k
   return config
 
@@ -235,10 +233,8 @@ def compile_sample_step(config, devices, num_frames: int = 0) -> dict:
   # the sampler's elementwise update, well under 1% of a U-Net pass at the paper's sizes).
   frames = num_frames or config.data.num_frames
   windows = sampler.windows(frames)
-  calls = 1
-  if windows and sampler.windows_per_call:
-    num_windows = len(multidiffusion.window_starts(frames, *windows))
-    calls = -(-num_windows // min(sampler.windows_per_call, num_windows))
+  calls = multidiffusion.call_split(len(multidiffusion.window_starts(frames, *windows)),
+                                    sampler.windows_per_call)[1] if windows else 1
   return dict(compile_s=time.perf_counter() - t0, memory=_memory(compiled), model_calls=calls,
               params=model_lib.count_params(sampler.params),
               flops=calls * float(cost.get("flops", 0.0)),
@@ -580,9 +576,9 @@ def ssr_rows(log, results: dict, save, kinds=("sample", "train"), chips: int = 2
       head = (f"- SSR train step{' with remat' if r['remat'] else ''} on v5e {topo}, 1 clip "
               f"({config.data.num_frames} frames at {config.data.resolution}^2) per chip: ")
     else:
-      per_call = min(r.get("windows_per_call") or windows, windows)
-      calls = ("in one batch" if per_call == windows else
-               f"{per_call} per model call ({-(-windows // per_call)} calls per step, "
+      per_call, num_calls = multidiffusion.call_split(windows, r.get("windows_per_call", 0))
+      calls = ("in one batch" if num_calls == 1 else
+               f"{per_call} per model call ({num_calls} calls per step, "
                "`sample.windows_per_call`)")
       head = (f"- SSR sampling step on v5e {topo}, one {video_frames}-frame "
               f"{config.data.resolution}^2 video per chip as {windows} MultiDiffusion windows of "

@@ -15,22 +15,29 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from lumiere_jax import errors
 
 
+def mesh_shape(shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
+  """`shape` with its one -1 (if any) filled so that it spans `num_devices`."""
+  shape = list(shape)
+  if shape.count(-1) > 1:
+    raise errors.UserError(f"mesh.shape {tuple(shape)} has more than one -1")
+  known = int(np.prod([s for s in shape if s != -1]))
+  if -1 in shape:
+    if num_devices % known:
+      raise errors.UserError(f"{num_devices} devices cannot fill mesh.shape {tuple(shape)}")
+    shape[shape.index(-1)] = num_devices // known
+  if int(np.prod(shape)) != num_devices:
+    raise errors.UserError(f"mesh.shape {tuple(shape)} needs {int(np.prod(shape))} devices, "
+                           f"{num_devices} are available")
+  return tuple(shape)
+
+
 def create_mesh(mesh_cfg, devices: Sequence[Any] | None = None) -> Mesh:
   """Builds a mesh from `mesh_cfg.shape` (one -1 fills the rest) and `mesh_cfg.axes`."""
   devices = list(devices if devices is not None else jax.devices())
   shape, axes = list(mesh_cfg.shape), tuple(mesh_cfg.axes)
   if len(shape) != len(axes):
     raise errors.UserError(f"mesh.shape {tuple(shape)} and mesh.axes {axes} differ in length")
-  if shape.count(-1) > 1:
-    raise errors.UserError(f"mesh.shape {tuple(shape)} has more than one -1")
-  known = int(np.prod([s for s in shape if s != -1]))
-  if -1 in shape:
-    if len(devices) % known:
-      raise errors.UserError(f"{len(devices)} devices cannot fill mesh.shape {tuple(shape)}")
-    shape[shape.index(-1)] = len(devices) // known
-  if int(np.prod(shape)) != len(devices):
-    raise errors.UserError(f"mesh.shape {tuple(shape)} needs {int(np.prod(shape))} devices, "
-                           f"{len(devices)} are available")
+  shape = mesh_shape(shape, len(devices))
   # Auto axes: XLA propagates shardings from the annotated params and activations (explicit
   # axes would demand an out_sharding at every gather, e.g. the token embedding).
   return jax.make_mesh(tuple(shape), axes, axis_types=(jax.sharding.AxisType.Auto,) * len(axes),

@@ -22,6 +22,15 @@ def window_starts(num_frames, window, overlap):
   return starts
 
 
+def call_split(num_windows, windows_per_call):
+  """(windows per model call, model calls) for `num_windows` windows run at most
+  `windows_per_call` at a time (0: all in one call)."""
+  if windows_per_call < 0:
+    raise ValueError(f'windows_per_call must be >= 0 (0: all at once), got {windows_per_call}')
+  per_call = min(windows_per_call or num_windows, num_windows)
+  return per_call, -(-num_windows // per_call)
+
+
 def multidiffusion(denoise_fn, num_frames, window, overlap, windows_per_call=0):
   """Wraps denoise_fn to run on temporal windows and average overlapping predictions per frame.
 
@@ -30,23 +39,20 @@ def multidiffusion(denoise_fn, num_frames, window, overlap, windows_per_call=0):
   result for about k / K of the activation memory (the paper-scale SSR step needs more than a
   16 GiB chip with all of its windows at once; docs/pod_plan.md). Within a call the rows are
   batch-major: the windows of video b are rows b*k .. b*k+k-1, so a batch sharded over devices
-  stays sharded (window-major rows would put every video's windows on every device). cond, if given, must be per-frame (B, T, ...)
-  and is windowed like x_t; text and t are repeated.
+  stays sharded (window-major rows would put every video's windows on every device). cond, if
+  given, must be per-frame (B, T, ...) and is windowed like x_t; text and t are repeated.
   """
   starts = window_starts(num_frames, window, overlap)
   num_windows = len(starts)
-  if windows_per_call < 0:
-    raise ValueError(f'windows_per_call must be >= 0 (0: all at once), got {windows_per_call}')
-  per_call = min(windows_per_call or num_windows, num_windows)
-  num_calls = -(-num_windows // per_call)
+  per_call, num_calls = call_split(num_windows, windows_per_call)
+  counts = np.bincount((np.asarray(starts)[:, None] + np.arange(window)).ravel(),
+                       minlength=num_frames).astype(np.float32)
   # The last call is padded with copies of the last window, weighted 0.
   padded = starts + [starts[-1]] * (num_calls * per_call - num_windows)
   index = (np.asarray(padded)[:, None] + np.arange(window)[None, :]).reshape(
       num_calls, per_call, window)
   weight = (np.arange(num_calls * per_call) < num_windows).astype(np.float32).reshape(
       num_calls, per_call)
-  counts = np.bincount(index.reshape(-1), weights=weight.repeat(window, axis=1).reshape(-1),
-                       minlength=num_frames).astype(np.float32)
 
   def fn(x_t, t, text_emb, text_mask, cond):
     if x_t.shape[1] != num_frames:
